@@ -1,0 +1,364 @@
+"""Step routes: ``/{service}/{tool}[/{name}[/sub-resource]]`` for every registered tool, and the same
+sub-resources by name alone under ``/steps/{name}`` (what the CLI uses)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from fastapi import APIRouter, Body, Path, Query, Request
+from fastapi.responses import JSONResponse, StreamingResponse
+from pydantic import BaseModel, ValidationError
+
+from automl_orchestra.api import content, datasets
+from automl_orchestra.api.auth import require, require_code
+from automl_orchestra.api.errors import ApiError, summarize
+from automl_orchestra.api.schemas import AutoMLBody, StepBody, body_model
+from automl_orchestra.config import Settings
+from automl_orchestra.engines import registry
+from automl_orchestra.steps.documents import run_document, step_document, step_url
+from automl_orchestra.steps.references import NAME_PATTERN
+from automl_orchestra.steps.service import NewStep, run_prefix
+from automl_orchestra.steps.validation import check_code_url
+from automl_orchestra.store.models import Step
+from automl_orchestra.store.outputs import OutputRef
+
+NamePath = Path(pattern=f"^{NAME_PATTERN}$", description="step name")
+Skip = Query(0, ge=0)
+Limit = Query(20, ge=1, le=100)
+Cascade = Query(False, description="also delete / re-run every dependent step")
+
+
+class Result(BaseModel):
+    result: Any
+
+
+def _orchestra(request: Request) -> Any:
+    return request.app.state.orchestra
+
+
+def _pairs() -> list[tuple[str, str, bool]]:
+    """(service, tool, accepts POST) for every registered tool, derived read-only ones included."""
+    pairs = []
+    for spec in registry.ENGINES.values():
+        for service in spec.services:
+            pairs.append((service, spec.name, bool(spec.implementation)))
+    return pairs
+
+
+def router() -> APIRouter:
+    api = APIRouter()
+    _by_name_routes(api)
+    for service, tool, creatable in _pairs():
+        _tool_routes(api, service, tool, creatable)
+    return api
+
+
+# ----- creation ------------------------------------------------------------------------------------
+
+
+def create_step(request: Request, service: str, tool: str, body: StepBody, parameters: dict[str, Any]) -> JSONResponse:
+    orchestra = _orchestra(request)
+    settings = orchestra.settings
+    role = require(request, settings, "editor")
+    if service in registry.CODE_SERVICES:
+        require_code(role, settings)
+    _check_limits(body, settings)
+    _check_body(service, tool, body, settings)
+    step = orchestra.service.create(
+        NewStep(
+            service=service,
+            tool=tool,
+            name=body.name,
+            parameters=parameters,
+            description=body.description,
+            cache=body.cache,
+            retryable=body.retryable,
+            limits=body.limits.model_dump(exclude_none=True),
+        )
+    )
+    url = step_url(step)
+    return JSONResponse({"result": url}, status_code=201, headers={"Location": url})
+
+
+def _check_body(service: str, tool: str, body: StepBody, settings: Settings) -> None:
+    spec = registry.engine(tool)
+    module_path = getattr(body, "modulePath", None)
+    if module_path and spec is not None and not spec.allows_module(module_path):
+        allowed = ", ".join(spec.allowed_modules) or "none"
+        raise ApiError(422, f"{tool} may only import from {allowed}; {module_path!r} is not allowed")
+    code_url = getattr(body, "codeUrl", None)
+    if service in registry.CODE_SERVICES:
+        if bool(getattr(body, "code", None)) == bool(code_url):
+            raise ApiError(422, "give exactly one of 'code' and 'codeUrl'")
+        if code_url:
+            check_code_url(code_url, settings.code_url_host_set)
+    if service == "explore" and tool != "histogram" and not (body.parentName or body.modulePath):  # type: ignore[attr-defined]
+        raise ApiError(422, "give 'parentName' (call a method of a step's object) or 'modulePath'")
+
+
+def _check_limits(body: StepBody, settings: Settings) -> None:
+    limits = body.limits
+    if limits.timeoutS and limits.timeoutS > settings.max_step_timeout_s:
+        raise ApiError(422, f"limits.timeoutS may be at most {settings.max_step_timeout_s:g} s on this server")
+    if limits.memoryMb and limits.memoryMb > settings.max_step_memory_mb:
+        raise ApiError(422, f"limits.memoryMb may be at most {settings.max_step_memory_mb} on this server")
+    if isinstance(body, AutoMLBody) and limits.timeoutS and limits.timeoutS <= body.timeBudget:
+        raise ApiError(422, "limits.timeoutS must be larger than timeBudget so the engine can finish")
+
+
+def _validated(model: type[StepBody], data: dict[str, Any]) -> StepBody:
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise ApiError(422, "invalid request: " + summarize(exc.errors()), exc.errors(include_url=False)) from exc
+
+
+# ----- routes per tool -----------------------------------------------------------------------------
+
+
+def _tool_routes(api: APIRouter, service: str, tool: str, creatable: bool) -> None:
+    base = f"/{service}/{tool}"
+    tag = service
+    model = body_model(service, tool)
+
+    if creatable and service == "dataset":
+
+        async def create_dataset(request: Request) -> JSONResponse:
+            body, parameters = await datasets.read_request(request, _orchestra(request), tool)
+            return create_step(request, service, tool, body, parameters)
+
+        api.add_api_route(
+            base,
+            create_dataset,
+            methods=["POST"],
+            status_code=201,
+            tags=[tag],
+            summary=f"Create a {tool} dataset (JSON with url/path, or multipart upload)",
+            response_model=Result,
+            openapi_extra=datasets.openapi_body(model),
+        )
+    elif creatable:
+        examples: dict[str, Any] = {"example": {"summary": f"{service}/{tool}", "value": model.example}}
+
+        def create(request: Request, body: StepBody = Body(openapi_examples=examples)) -> JSONResponse:
+            return create_step(request, service, tool, body, body.to_parameters())
+
+        # Annotations are strings here (PEP 563): give FastAPI the concrete model of this route.
+        create.__annotations__ = {"request": Request, "body": model, "return": JSONResponse}
+
+        api.add_api_route(
+            base,
+            create,
+            methods=["POST"],
+            status_code=201,
+            tags=[tag],
+            summary=f"Create and start a {service}/{tool} step",
+            response_model=Result,
+        )
+
+    def list_steps(request: Request, skip: int = Skip, limit: int = Query(100, ge=1, le=1000)) -> dict[str, Any]:
+        orchestra = _orchestra(request)
+        require(request, orchestra.settings, "viewer")
+        steps = orchestra.service.list_steps(service=service, tool=tool, skip=skip, limit=limit)
+        return {"result": [_document(orchestra, s) for s in steps]}
+
+    def read(
+        request: Request,
+        name: str = NamePath,
+        skip: int = Skip,
+        limit: int = Limit,
+        query: str | None = Query(None, description='JSON column filters, e.g. {"Sex": "female"}'),
+    ) -> dict[str, Any]:
+        orchestra = _orchestra(request)
+        require(request, orchestra.settings, "viewer")
+        step = orchestra.service.get_in(name, service, tool)
+        parents = orchestra.service.parents(name)
+        return {"result": content.page(orchestra.store, step, parents, skip, limit, content.parse_query(query))}
+
+    def patch(
+        request: Request,
+        name: str = NamePath,
+        cascade: bool = Cascade,
+        changes: dict[str, Any] = Body(default_factory=dict, openapi_examples={"example": {"value": {}}}),
+    ) -> dict[str, Any]:
+        orchestra = _orchestra(request)
+        orchestra.service.get_in(name, service, tool)
+        return update_step(request, name, changes, cascade)
+
+    def remove(request: Request, name: str = NamePath, cascade: bool = Cascade) -> dict[str, Any]:
+        orchestra = _orchestra(request)
+        orchestra.service.get_in(name, service, tool)
+        return delete_step(request, name, cascade)
+
+    api.add_api_route(base, list_steps, methods=["GET"], tags=[tag], summary=f"List {service}/{tool} steps")
+    api.add_api_route(f"{base}/{{name}}", read, methods=["GET"], tags=[tag], summary="Metadata and content page")
+    api.add_api_route(f"{base}/{{name}}", patch, methods=["PATCH"], tags=[tag], summary="Re-execute with changes")
+    api.add_api_route(f"{base}/{{name}}", remove, methods=["DELETE"], tags=[tag], summary="Delete the step")
+    _sub_resources(api, f"{base}/{{name}}", tag, lambda o, n: o.service.get_in(n, service, tool))
+
+
+# ----- routes by name ------------------------------------------------------------------------------
+
+
+def _by_name_routes(api: APIRouter) -> None:
+    tag = "steps"
+
+    def list_all(
+        request: Request,
+        service: str | None = None,
+        tool: str | None = None,
+        status: str | None = None,
+        skip: int = Skip,
+        limit: int = Query(100, ge=1, le=1000),
+    ) -> dict[str, Any]:
+        orchestra = _orchestra(request)
+        require(request, orchestra.settings, "viewer")
+        steps = orchestra.service.list_steps(service=service, tool=tool, status=status, skip=skip, limit=limit)
+        return {"result": [_document(orchestra, s) for s in steps]}
+
+    def read(request: Request, name: str = NamePath) -> dict[str, Any]:
+        orchestra = _orchestra(request)
+        require(request, orchestra.settings, "viewer")
+        return {"result": _document(orchestra, orchestra.service.get(name))}
+
+    def patch(
+        request: Request,
+        name: str = NamePath,
+        cascade: bool = Cascade,
+        changes: dict[str, Any] = Body(default_factory=dict),
+    ) -> dict[str, Any]:
+        return update_step(request, name, changes, cascade)
+
+    def remove(request: Request, name: str = NamePath, cascade: bool = Cascade) -> dict[str, Any]:
+        return delete_step(request, name, cascade)
+
+    def lineage(request: Request, name: str = NamePath) -> dict[str, Any]:
+        orchestra = _orchestra(request)
+        require(request, orchestra.settings, "viewer")
+        steps, edges = orchestra.service.lineage(name)
+        return {
+            "result": {
+                "nodes": [_document(orchestra, s) for s in steps],
+                "edges": [{"parent": e.parent, "child": e.child, "reference": e.reference} for e in edges],
+            }
+        }
+
+    def health(request: Request) -> dict[str, Any]:
+        from automl_orchestra import __version__
+
+        orchestra = _orchestra(request)
+        return {"result": {"status": "ok", "version": __version__, "instance": orchestra.scheduler.instance_id}}
+
+    api.add_api_route("/health", health, methods=["GET"], tags=["service"], summary="Liveness")
+    api.add_api_route("/steps", list_all, methods=["GET"], tags=[tag], summary="List steps of every kind")
+    api.add_api_route("/steps/{name}", read, methods=["GET"], tags=[tag], summary="Metadata of a step")
+    api.add_api_route("/steps/{name}", patch, methods=["PATCH"], tags=[tag], summary="Re-execute with changes")
+    api.add_api_route("/steps/{name}", remove, methods=["DELETE"], tags=[tag], summary="Delete a step")
+    api.add_api_route("/lineage/{name}", lineage, methods=["GET"], tags=[tag], summary="Ancestors and dependents")
+    _sub_resources(api, "/steps/{name}", tag, lambda o, n: o.service.get(n))
+
+
+def _sub_resources(api: APIRouter, base: str, tag: str, find: Callable[[Any, str], Step]) -> None:
+    def runs(request: Request, name: str = NamePath) -> dict[str, Any]:
+        orchestra = _orchestra(request)
+        require(request, orchestra.settings, "viewer")
+        find(orchestra, name)
+        return {"result": [run_document(r) for r in orchestra.service.runs(name)]}
+
+    def logs(request: Request, name: str = NamePath, run: int | None = Query(None, ge=1)) -> dict[str, Any]:
+        orchestra = _orchestra(request)
+        require(request, orchestra.settings, "viewer")
+        find(orchestra, name)
+        record = orchestra.service.run(name, run)
+        prefix = run_prefix(name, record.number, record.id) + "-logs"
+        texts = {}
+        for stream in ("stdout", "stderr"):
+            key = f"{prefix}/{stream}.log"
+            texts[stream] = (
+                orchestra.store.open(key).read().decode("utf-8", "replace") if orchestra.store.exists(key) else ""
+            )
+        return {"result": {"run": record.number, "status": record.status, **texts}}
+
+    def artifacts(request: Request, name: str = NamePath) -> dict[str, Any]:
+        orchestra = _orchestra(request)
+        require(request, orchestra.settings, "viewer")
+        step = find(orchestra, name)
+        return {"result": _artifact_list(orchestra, step)}
+
+    def download(
+        request: Request, name: str = NamePath, file: str = Path(description="a name from the listing")
+    ) -> StreamingResponse:
+        orchestra = _orchestra(request)
+        require(request, orchestra.settings, "viewer")
+        step = find(orchestra, name)
+        listed = {item["name"] for item in _artifact_list(orchestra, step)}
+        if file not in listed:
+            raise ApiError(404, f"step {name!r} has no artifact {file!r}; see its artifacts listing")
+        ref = OutputRef.model_validate(step.output)
+        handle = orchestra.store.open(f"{ref.prefix}/{file}")
+        media = "image/png" if file.endswith(".png") else "application/octet-stream"
+        filename = file.rsplit("/", 1)[-1]
+        return StreamingResponse(
+            _chunks(handle),
+            media_type=media,
+            headers={"Content-Disposition": f'attachment; filename="{filename}"'},
+        )
+
+    def cancel(request: Request, name: str = NamePath) -> dict[str, Any]:
+        orchestra = _orchestra(request)
+        require(request, orchestra.settings, "editor")
+        find(orchestra, name)
+        return {"result": _document(orchestra, orchestra.service.cancel(name))}
+
+    api.add_api_route(f"{base}/runs", runs, methods=["GET"], tags=[tag], summary="Every run of the step")
+    api.add_api_route(f"{base}/logs", logs, methods=["GET"], tags=[tag], summary="Captured stdout/stderr of a run")
+    api.add_api_route(f"{base}/artifacts", artifacts, methods=["GET"], tags=[tag], summary="Output files")
+    api.add_api_route(f"{base}/artifacts/{{file:path}}", download, methods=["GET"], tags=[tag], summary="Download")
+    api.add_api_route(f"{base}/cancel", cancel, methods=["POST"], tags=[tag], summary="Stop a pending or running step")
+
+
+# ----- shared handlers -----------------------------------------------------------------------------
+
+
+def update_step(request: Request, name: str, changes: dict[str, Any], cascade: bool) -> dict[str, Any]:
+    orchestra = _orchestra(request)
+    role = require(request, orchestra.settings, "editor")
+    step = orchestra.service.get(name)
+    if step.service in registry.CODE_SERVICES:
+        require_code(role, orchestra.settings)
+    if step.owner:
+        raise ApiError(409, f"{name!r} is produced by step {step.owner!r}: re-execute that step instead")
+    if step.service == "dataset":
+        parameters = datasets.patched_parameters(step.parameters, changes, orchestra.settings)
+    else:
+        merged = {**step.parameters, **changes}
+        body = _validated(body_model(step.service, step.tool), {**merged, "name": name})
+        _check_body(step.service, step.tool, body, orchestra.settings)
+        parameters = body.to_parameters()
+    updated = orchestra.service.update(name, parameters, cascade)
+    return {"result": step_url(updated)}
+
+
+def delete_step(request: Request, name: str, cascade: bool) -> dict[str, Any]:
+    orchestra = _orchestra(request)
+    require(request, orchestra.settings, "editor")
+    deleted = orchestra.service.delete(name, cascade)
+    return {"result": f"deleted {', '.join(deleted)}"}
+
+
+def _document(orchestra: Any, step: Step) -> dict[str, Any]:
+    return step_document(step, orchestra.service.parents(step.name))
+
+
+def _artifact_list(orchestra: Any, step: Step) -> list[dict[str, Any]]:
+    if not step.output:
+        return []
+    prefix = step.output["prefix"]
+    return [{"name": n, "size": orchestra.store.size(f"{prefix}/{n}")} for n in orchestra.store.list_files(prefix)]
+
+
+def _chunks(handle: Any, size: int = 1 << 20) -> Any:
+    with handle:
+        while chunk := handle.read(size):
+            yield chunk

@@ -1,0 +1,256 @@
+"""Request bodies, one model per service, with the Learning Orchestra field names as aliases.
+
+``parameters()`` gives the canonical parameter dict that is stored on the step and handed to workers.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar, Literal
+
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator
+
+from automl_orchestra.steps.references import NAME_PATTERN
+
+NAME_FIELD_DOC = f"step name, unique, matching ^{NAME_PATTERN}$"
+COMMON_FIELDS = frozenset({"name", "description", "cache", "retryable", "limits"})
+
+
+class Limits(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    timeoutS: float | None = Field(default=None, gt=0, description="wall-time limit of a run, seconds")
+    memoryMb: int | None = Field(default=None, gt=0, description="memory limit of the worker process tree")
+    cpus: int | None = Field(default=None, ge=1, le=256, description="CPU threads the step may use")
+
+
+class StepBody(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    example: ClassVar[dict[str, Any]] = {}
+
+    name: str = Field(description=NAME_FIELD_DOC, pattern=f"^{NAME_PATTERN}$")
+    description: str = Field(default="", max_length=10_000)
+    cache: bool = Field(default=False, description="reuse a finished run with the same fingerprint")
+    retryable: bool = Field(default=False, description="re-queue once if the server dies mid-run")
+    limits: Limits = Field(default_factory=Limits)
+
+    def to_parameters(self) -> dict[str, Any]:
+        data = self.model_dump(exclude=set(COMMON_FIELDS), exclude_none=True)
+        if "class_" in data:
+            data["class"] = data.pop("class_")
+        return data
+
+
+class DatasetBody(StepBody):
+    example: ClassVar[dict[str, Any]] = {
+        "name": "titanic_train",
+        "url": "https://example.org/titanic/train.csv",
+    }
+
+    name: str = Field(
+        description=NAME_FIELD_DOC,
+        pattern=f"^{NAME_PATTERN}$",
+        validation_alias=AliasChoices("name", "datasetName"),
+    )
+    url: str | None = Field(default=None, validation_alias=AliasChoices("url", "datasetURI"), max_length=4096)
+    path: str | None = Field(default=None, description="a file under a configured import directory")
+    separator: str = Field(default=",", min_length=1, max_length=1)
+    header: bool = True
+    columns: list[str] | None = Field(default=None, description="column names when the file has no header")
+    types: dict[str, Literal["number", "integer", "string", "boolean"]] | None = None
+    encoding: str = "utf-8"
+
+
+class ProjectionBody(StepBody):
+    example: ClassVar[dict[str, Any]] = {
+        "name": "titanic_features",
+        "parentName": "titanic_train",
+        "fields": ["Pclass", "Sex", "Age", "Fare", "Survived"],
+    }
+
+    name: str = Field(
+        description=NAME_FIELD_DOC,
+        pattern=f"^{NAME_PATTERN}$",
+        validation_alias=AliasChoices("name", "outputDatasetName"),
+    )
+    parentName: str = Field(validation_alias=AliasChoices("parentName", "inputDatasetName", "datasetName"))
+    fields: list[str] = Field(min_length=1, validation_alias=AliasChoices("fields", "names"))
+
+
+class DataTypeBody(StepBody):
+    example: ClassVar[dict[str, Any]] = {
+        "name": "titanic_typed",
+        "parentName": "titanic_train",
+        "types": {"Age": "number", "Fare": "number", "Pclass": "number"},
+    }
+
+    name: str = Field(
+        description=NAME_FIELD_DOC,
+        pattern=f"^{NAME_PATTERN}$",
+        validation_alias=AliasChoices("name", "outputDatasetName"),
+    )
+    parentName: str = Field(validation_alias=AliasChoices("parentName", "inputDatasetName", "datasetName"))
+    types: dict[str, Literal["number", "integer", "string", "boolean"]] = Field(min_length=1)
+
+
+class HistogramBody(StepBody):
+    example: ClassVar[dict[str, Any]] = {
+        "name": "titanic_histogram",
+        "parentName": "titanic_train",
+        "fields": ["Age", "Sex"],
+    }
+
+    name: str = Field(
+        description=NAME_FIELD_DOC,
+        pattern=f"^{NAME_PATTERN}$",
+        validation_alias=AliasChoices("name", "outputDatasetName"),
+    )
+    parentName: str = Field(validation_alias=AliasChoices("parentName", "inputDatasetName", "datasetName"))
+    fields: list[str] | None = Field(default=None, validation_alias=AliasChoices("fields", "names"))
+    bins: int = Field(default=10, ge=1, le=1000)
+
+
+class ModelBody(StepBody):
+    example: ClassVar[dict[str, Any]] = {
+        "name": "titanic_gb",
+        "modulePath": "sklearn.ensemble",
+        "class": "GradientBoostingClassifier",
+        "classParameters": {"n_estimators": 200, "random_state": 1},
+    }
+
+    name: str = Field(
+        description=NAME_FIELD_DOC,
+        pattern=f"^{NAME_PATTERN}$",
+        validation_alias=AliasChoices("name", "modelName"),
+    )
+    modulePath: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
+    class_: str = Field(
+        validation_alias=AliasChoices("class", "className", "class_"),
+        serialization_alias="class",
+        pattern=r"^[A-Za-z][A-Za-z0-9_]*$",
+    )
+    classParameters: dict[str, Any] = Field(default_factory=dict)
+
+
+class MethodBody(StepBody):
+    """train / tune / evaluate / predict / transform by a tool: call ``method`` on ``parentName``'s object."""
+
+    example: ClassVar[dict[str, Any]] = {
+        "name": "titanic_gb_trained",
+        "parentName": "titanic_gb",
+        "method": "fit",
+        "methodParameters": {"X": "$titanic_X", "y": "$titanic_y.Survived"},
+    }
+
+    parentName: str
+    modelName: str | None = Field(default=None, description="the original model step (informational)")
+    method: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("method", "methodName"),
+        pattern=r"^[A-Za-z][A-Za-z0-9_]*$",
+    )
+    methodParameters: dict[str, Any] = Field(
+        default_factory=dict, validation_alias=AliasChoices("methodParameters", "parameters")
+    )
+
+
+class EvaluateBody(MethodBody):
+    example: ClassVar[dict[str, Any]] = {
+        "name": "titanic_gb_evaluated",
+        "parentName": "titanic_gb_trained",
+        "method": "score",
+        "methodParameters": {"X": "$test_X", "y": "$test_y.Survived"},
+        "metrics": ["accuracy", "f1"],
+    }
+
+    metrics: list[str] | None = Field(default=None, description="scikit-learn scorer names, e.g. accuracy, f1")
+
+
+class ExploreToolBody(StepBody):
+    example: ClassVar[dict[str, Any]] = {
+        "name": "titanic_importance",
+        "modulePath": "sklearn.inspection",
+        "method": "permutation_importance",
+        "methodParameters": {"estimator": "$titanic_gb_trained", "X": "$test_X", "y": "$test_y.Survived"},
+    }
+
+    parentName: str | None = None
+    modulePath: str | None = Field(default=None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
+    class_: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("class", "className", "class_"),
+        pattern=r"^[A-Za-z][A-Za-z0-9_]*$",
+    )
+    method: str = Field(validation_alias=AliasChoices("method", "methodName"), pattern=r"^[A-Za-z][A-Za-z0-9_]*$")
+    methodParameters: dict[str, Any] = Field(
+        default_factory=dict, validation_alias=AliasChoices("methodParameters", "parameters")
+    )
+
+
+class AutoMLBody(StepBody):
+    example: ClassVar[dict[str, Any]] = {
+        "name": "titanic_flaml",
+        "parentName": "titanic_train",
+        "target": "Survived",
+        "task": "classification",
+        "timeBudget": 60,
+        "metric": "accuracy",
+        "seed": 1,
+    }
+
+    parentName: str = Field(validation_alias=AliasChoices("parentName", "datasetName"))
+    target: str = Field(min_length=1)
+    task: Literal["classification", "regression"] = "classification"
+    timeBudget: float = Field(default=60.0, gt=0, le=7 * 24 * 3600, description="seconds")
+    metric: str = "auto"
+    seed: int = 1
+    options: dict[str, Any] = Field(default_factory=dict, description="passed through to the engine")
+    autoExclude: bool = Field(default=True, description="exclude identifier-like and free-text columns")
+    excludeColumns: list[str] = Field(default_factory=list)
+    keepColumns: list[str] = Field(default_factory=list)
+
+
+class CodeBody(StepBody):
+    example: ClassVar[dict[str, Any]] = {
+        "name": "titanic_summary",
+        "code": "response = {'rows': len(train), 'survived': int(train['Survived'].sum())}",
+        "parameters": {"train": "$titanic_train"},
+    }
+
+    code: str | None = Field(default=None, validation_alias=AliasChoices("code", "function"), max_length=1_000_000)
+    codeUrl: str | None = Field(default=None, validation_alias=AliasChoices("codeUrl", "functionUrl"))
+    parameters: dict[str, Any] = Field(
+        default_factory=dict, validation_alias=AliasChoices("parameters", "functionParameters")
+    )
+
+    @field_validator("parameters")
+    @classmethod
+    def _identifiers(cls, value: dict[str, Any]) -> dict[str, Any]:
+        bad = [key for key in value if not key.isidentifier() or key.startswith("__")]
+        if bad:
+            raise ValueError(f"parameter names must be Python identifiers: {bad}")
+        return value
+
+
+def body_model(service: str, tool: str) -> type[StepBody]:
+    """The request model of ``/{service}/{tool}``."""
+    if service == "dataset":
+        return DatasetBody
+    if service == "transform":
+        transforms: dict[str, type[StepBody]] = {"projection": ProjectionBody, "dataType": DataTypeBody}
+        return transforms.get(tool, MethodBody)
+    if service == "explore":
+        return HistogramBody if tool == "histogram" else ExploreToolBody
+    if service == "model":
+        return ModelBody
+    if service == "evaluate":
+        return EvaluateBody
+    if service in {"train", "tune", "predict"}:
+        return MethodBody
+    if service == "automl":
+        return AutoMLBody
+    return CodeBody
+
+
+class PageQuery(BaseModel):
+    skip: int = Field(default=0, ge=0)
+    limit: int = Field(default=20, ge=1, le=100)

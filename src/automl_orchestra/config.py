@@ -1,0 +1,126 @@
+"""Server settings: every field is an ``ORCHESTRA_*`` environment variable and a CLI flag of ``orchestra serve``."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import sys
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+Role = Literal["viewer", "editor", "admin"]
+ROLES: tuple[Role, ...] = ("viewer", "editor", "admin")
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="ORCHESTRA_", extra="ignore")
+
+    host: str = "127.0.0.1"
+    port: int = 8080
+    home: Path = Path("./orchestra-data")
+    database_url: str | None = Field(default=None, description="SQLAlchemy URL; default: SQLite in home")
+    artifact_url: str | None = Field(default=None, description="fsspec URL; default: home/artifacts")
+
+    executor: Literal["local", "ray"] = "local"
+    ray_address: str | None = None
+    workers: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1)
+    warm_workers: int = Field(default=1, ge=0, description="idle workers kept ready per environment")
+    step_timeout_s: float = Field(default=3600.0, gt=0)
+    step_memory_mb: int = Field(default=4096, gt=0)
+    max_step_timeout_s: float = Field(default=24 * 3600.0, gt=0)
+    max_step_memory_mb: int = Field(default=32768, gt=0)
+
+    # "token:role,token:role"; empty means auth off, which is only allowed on loopback.
+    tokens: str = ""
+    code_roles: str = "admin"
+    allow_code: bool = True
+
+    import_dirs: str = Field(default="", description="os.pathsep-separated directories a path ingest may read")
+    url_allowlist: str = Field(default="", description="comma-separated hosts allowed although private/loopback")
+    code_url_hosts: str = Field(default="", description="comma-separated hosts function code may come from")
+    max_upload_mb: int = Field(default=1024, gt=0)
+    max_download_mb: int = Field(default=2048, gt=0)
+
+    environments: str = Field(
+        default="", description="extra engine environments: 'name=/path/to/python,name2=/path/python'"
+    )
+    instance_id: str | None = None
+    heartbeat_s: float = Field(default=5.0, gt=0)
+    poll_s: float = Field(default=0.05, gt=0, description="scheduler queue poll interval")
+
+    @field_validator("home")
+    @classmethod
+    def _absolute_home(cls, value: Path) -> Path:
+        return value.expanduser().resolve()
+
+    # ----- derived values -------------------------------------------------------------------------
+
+    @property
+    def resolved_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.home / 'orchestra.db'}"
+
+    @property
+    def resolved_artifact_url(self) -> str:
+        return self.artifact_url or str(self.home / "artifacts")
+
+    @property
+    def work_root(self) -> Path:
+        return self.home / "work"
+
+    @property
+    def token_roles(self) -> dict[str, Role]:
+        table: dict[str, Role] = {}
+        for item in filter(None, (part.strip() for part in self.tokens.split(","))):
+            token, _, role = item.rpartition(":")
+            if not token or role not in ROLES:
+                raise ValueError(f"ORCHESTRA_TOKENS entry {item!r} must be 'token:viewer|editor|admin'")
+            table[token] = role
+        return table
+
+    @property
+    def code_role_set(self) -> frozenset[str]:
+        return frozenset(r.strip() for r in self.code_roles.split(",") if r.strip())
+
+    @property
+    def auth_enabled(self) -> bool:
+        return bool(self.tokens.strip())
+
+    @property
+    def import_dir_list(self) -> list[Path]:
+        return [Path(p).expanduser().resolve() for p in self.import_dirs.split(os.pathsep) if p.strip()]
+
+    @property
+    def url_allow_hosts(self) -> frozenset[str]:
+        return frozenset(h.strip().lower() for h in self.url_allowlist.split(",") if h.strip())
+
+    @property
+    def code_url_host_set(self) -> frozenset[str]:
+        return frozenset(h.strip().lower() for h in self.code_url_hosts.split(",") if h.strip())
+
+    @property
+    def environment_pythons(self) -> dict[str, str]:
+        table = {"main": sys.executable}
+        for item in filter(None, (part.strip() for part in self.environments.split(","))):
+            name, _, python = item.partition("=")
+            table[name.strip()] = python.strip()
+        return table
+
+    def is_loopback_bind(self) -> bool:
+        if self.host in {"localhost"}:
+            return True
+        try:
+            return ipaddress.ip_address(self.host).is_loopback
+        except ValueError:
+            return False
+
+    def check(self) -> None:
+        """Refuse configurations that would be unsafe, with a message that says how to fix them."""
+        _ = self.token_roles  # validates the token syntax
+        if not self.is_loopback_bind() and not self.auth_enabled:
+            raise ValueError(
+                f"refusing to bind to {self.host} without authentication: set ORCHESTRA_TOKENS "
+                "(or --tokens) to 'token:role,...' when serving on a non-loopback address"
+            )

@@ -1,0 +1,112 @@
+"""The light engine registry: which tools exist, for which services, in which environment.
+
+This module imports nothing heavy, so the API process can validate ``/{service}/{tool}`` routes and the
+runtime can pick an interpreter without loading any ML library. Adding an engine means adding one
+``EngineSpec`` here and one adapter module; ``api/`` and ``runtime/`` do not change.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+# Services whose steps call a method on an existing object (``parentName``) -- the Learning Orchestra
+# "train|tune|evaluate|predict/{tool}" family.
+METHOD_SERVICES = ("train", "tune", "evaluate", "predict")
+ALL_SERVICES = ("dataset", "transform", "explore", "model", *METHOD_SERVICES, "automl", "function", "builder")
+# Services that run user-written code: only roles allowed to run code may create them.
+CODE_SERVICES = frozenset({"function", "builder"})
+
+
+@dataclass(frozen=True)
+class EngineSpec:
+    name: str
+    services: tuple[str, ...]
+    implementation: str = ""  # "package.module:Class", imported in workers only
+    environment: str = "main"
+    allowed_modules: tuple[str, ...] = ()
+    capabilities: frozenset[str] = field(default_factory=frozenset)
+    # Derived dataset steps a service of this engine produces besides its own output (e.g. leaderboards).
+    derived: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    description: str = ""
+
+    def allows_module(self, module_path: str) -> bool:
+        return any(module_path == root or module_path.startswith(root + ".") for root in self.allowed_modules)
+
+
+_BUILTIN = "automl_orchestra.engines.builtin"
+
+ENGINES: dict[str, EngineSpec] = {
+    spec.name: spec
+    for spec in (
+        EngineSpec(
+            name="csv",
+            services=("dataset",),
+            implementation=f"{_BUILTIN}:CsvDataset",
+            description="CSV from a URL, an upload or an import directory, stored as typed Parquet",
+        ),
+        EngineSpec(
+            name="generic",
+            services=("dataset",),
+            implementation=f"{_BUILTIN}:GenericDataset",
+            description="any file from a URL, an upload or an import directory, stored as is",
+        ),
+        EngineSpec(
+            name="projection",
+            services=("transform",),
+            implementation=f"{_BUILTIN}:Projection",
+            description="keep the listed fields of a dataset",
+        ),
+        EngineSpec(
+            name="dataType",
+            services=("transform",),
+            implementation=f"{_BUILTIN}:DataType",
+            description="cast fields to number or string",
+        ),
+        EngineSpec(
+            name="histogram",
+            services=("explore",),
+            implementation=f"{_BUILTIN}:Histogram",
+            description="counts for categorical fields, bins for numeric fields",
+        ),
+        EngineSpec(
+            name="leaderboard",
+            services=("dataset",),
+            implementation="",
+            description="leaderboards written by automl steps (read-only, re-made by their owner)",
+        ),
+        EngineSpec(
+            name="python",
+            services=("function", "builder"),
+            implementation="automl_orchestra.engines.python_code:PythonCode",
+            description="user code with resolved parameters as globals; 'response' is stored",
+        ),
+        EngineSpec(
+            name="scikitlearn",
+            services=("model", "transform", "explore", *METHOD_SERVICES),
+            implementation="automl_orchestra.engines.sklearn:ScikitLearnEngine",
+            allowed_modules=("sklearn", "lightgbm", "xgboost"),
+            capabilities=frozenset({"tabular", "classification", "regression", "clustering"}),
+        ),
+        EngineSpec(
+            name="flaml",
+            services=("model", "automl", *METHOD_SERVICES),
+            implementation="automl_orchestra.engines.flaml:FlamlEngine",
+            allowed_modules=("flaml",),
+            capabilities=frozenset({"tabular", "classification", "regression", "automl"}),
+            derived={"automl": ("leaderboard",)},
+        ),
+    )
+}
+
+
+def engine(name: str) -> EngineSpec | None:
+    return ENGINES.get(name)
+
+
+def tools_for(service: str) -> list[str]:
+    return sorted(name for name, spec in ENGINES.items() if service in spec.services and spec.implementation)
+
+
+def derived_outputs(service: str, tool: str) -> tuple[str, ...]:
+    spec = ENGINES.get(tool)
+    return spec.derived.get(service, ()) if spec else ()

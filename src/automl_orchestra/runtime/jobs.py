@@ -1,0 +1,60 @@
+"""The messages between the scheduler and a worker: plain JSON, so a job can run in another interpreter,
+another virtual environment or on another machine (nothing here assumes shared memory)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+from automl_orchestra.store.outputs import OutputRef
+
+
+class JobLimits(BaseModel):
+    timeout_s: float
+    memory_mb: int
+    cpus: int = 1
+
+
+class WorkerPolicy(BaseModel):
+    """The parts of the server's security settings a worker enforces itself (downloads, code URLs)."""
+
+    url_allow_hosts: list[str] = Field(default_factory=list)
+    code_url_hosts: list[str] = Field(default_factory=list)
+    import_dirs: list[str] = Field(default_factory=list)
+    max_download_mb: int = 2048
+
+
+class JobSpec(BaseModel):
+    run_id: str
+    step_name: str
+    service: str
+    tool: str
+    parameters: dict[str, Any]
+    inputs: dict[str, OutputRef] = Field(
+        default_factory=dict, description="output of every step the parameters reference, by step name"
+    )
+    derived: list[str] = Field(default_factory=list, description="names of derived outputs to produce")
+    environment: str = "main"
+    artifact_url: str
+    output_prefix: str
+    work_dir: str
+    limits: JobLimits
+    policy: WorkerPolicy = Field(default_factory=WorkerPolicy)
+
+
+class JobResult(BaseModel):
+    run_id: str
+    status: Literal["finished", "failed", "cancelled"]
+    reason: str | None = None
+    exception: str | None = None
+    traceback: str | None = None
+    output: OutputRef | None = None
+    derived: dict[str, OutputRef] = Field(default_factory=dict)
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    metrics: dict[str, Any] = Field(default_factory=dict)
+    output_hash: str | None = None
+    peak_memory_mb: float | None = None
+    cpu_time_s: float | None = None
+    wall_s: float | None = None
+    node: str | None = None

@@ -1,0 +1,153 @@
+"""The local executor: bounded concurrency over warm worker processes, one small pool per environment."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from automl_orchestra.engines.registry import CODE_SERVICES
+from automl_orchestra.runtime.executor import DoneCallback, ProgressCallback
+from automl_orchestra.runtime.jobs import JobResult, JobSpec
+from automl_orchestra.runtime.supervisor import WorkerDied, WorkerProcess, publish_logs
+from automl_orchestra.store.artifacts import ArtifactStore
+
+log = logging.getLogger(__name__)
+
+# Modules a fresh worker imports before it reports ready, so the first small step does not pay for them.
+PRELOAD = {
+    "main": "pandas,pyarrow.parquet,sklearn.base,automl_orchestra.engines.builtin,automl_orchestra.engines.sklearn"
+}
+
+
+class LocalExecutor:
+    def __init__(
+        self,
+        slots: int,
+        pythons: dict[str, str],
+        store: ArtifactStore,
+        log_dir: Path,
+        warm_workers: int = 1,
+    ) -> None:
+        self.slots = slots
+        self.pythons = pythons
+        self.store = store
+        self.log_dir = log_dir
+        self.warm_workers = min(warm_workers, slots)
+        self._threads = ThreadPoolExecutor(max_workers=slots, thread_name_prefix="orchestra-job")
+        self._lock = threading.Lock()
+        self._idle: dict[str, list[WorkerProcess]] = {}
+        self._cancel: dict[str, threading.Event] = {}
+        self._busy = 0
+        self._closed = False
+
+    # ----- Executor protocol -----------------------------------------------------------------------
+
+    def start(self) -> None:
+        if self.warm_workers:
+            threading.Thread(target=self._top_up, args=("main",), daemon=True, name="orchestra-warm").start()
+
+    def free_slots(self) -> int:
+        with self._lock:
+            return 0 if self._closed else self.slots - self._busy
+
+    def submit(self, job: JobSpec, on_progress: ProgressCallback, on_done: DoneCallback) -> None:
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("executor is shut down")
+            self._busy += 1
+            self._cancel[job.run_id] = threading.Event()
+        self._threads.submit(self._run, job, on_progress, on_done)
+
+    def cancel(self, run_id: str) -> bool:
+        with self._lock:
+            event = self._cancel.get(run_id)
+        if event is None:
+            return False
+        event.set()
+        return True
+
+    def shutdown(self) -> None:
+        with self._lock:
+            self._closed = True
+            events = list(self._cancel.values())
+            idle = [w for pool in self._idle.values() for w in pool]
+            self._idle.clear()
+        for event in events:
+            event.set()
+        for worker in idle:
+            worker.stop()
+        self._threads.shutdown(wait=True, cancel_futures=False)
+
+    # ----- internals -------------------------------------------------------------------------------
+
+    def _run(self, job: JobSpec, on_progress: ProgressCallback, on_done: DoneCallback) -> None:
+        cancel = self._cancel[job.run_id]
+        worker: WorkerProcess | None = None
+        try:
+            worker = self._take(job.environment)
+            result = worker.execute(job, cancel, lambda message: on_progress(job.run_id, message))
+        except WorkerDied as exc:
+            result = JobResult(run_id=job.run_id, status="failed", reason=str(exc), exception=str(exc))
+        except Exception as exc:
+            log.exception("supervising %s failed", job.step_name)
+            result = JobResult(run_id=job.run_id, status="failed", reason=f"executor error: {exc}")
+        if cancel.is_set() and result.status == "failed" and self._closed:
+            result.reason = "the server shut down while the step was running"
+        try:
+            publish_logs(self.store, job)
+        except OSError:
+            log.exception("could not publish logs of %s", job.step_name)
+        shutil.rmtree(job.work_dir, ignore_errors=True)
+        # Code steps leave a worker whose interpreter state is the user's: never reuse it.
+        reusable = worker is not None and worker.alive and job.service not in CODE_SERVICES
+        if worker is not None:
+            self._give_back(worker) if reusable else worker.kill()
+        with self._lock:
+            self._busy -= 1
+            self._cancel.pop(job.run_id, None)
+        try:
+            on_done(result)
+        finally:
+            if not self._closed:
+                threading.Thread(target=self._top_up, args=(job.environment,), daemon=True).start()
+
+    def _take(self, environment: str) -> WorkerProcess:
+        with self._lock:
+            pool = self._idle.setdefault(environment, [])
+            while pool:
+                worker = pool.pop()
+                if worker.alive:
+                    return worker
+                worker.close()
+        return self._spawn(environment)
+
+    def _give_back(self, worker: WorkerProcess) -> None:
+        with self._lock:
+            pool = self._idle.setdefault(worker.environment, [])
+            if not self._closed and len(pool) < self.slots:
+                pool.append(worker)
+                return
+        worker.stop()
+
+    def _top_up(self, environment: str) -> None:
+        """Keep ``warm_workers`` idle workers ready so the next small step starts at once."""
+        with self._lock:
+            missing = self.warm_workers - len(self._idle.get(environment, [])) - self._busy
+        for _ in range(max(0, missing)):
+            try:
+                self._give_back(self._spawn(environment))
+            except WorkerDied:
+                log.exception("could not start a warm worker for %s", environment)
+                return
+
+    def _spawn(self, environment: str) -> WorkerProcess:
+        python = self.pythons.get(environment)
+        if python is None:
+            raise WorkerDied(
+                f"engine environment {environment!r} is not configured (known: {sorted(self.pythons)}); "
+                "set ORCHESTRA_ENVIRONMENTS"
+            )
+        return WorkerProcess(python, environment, self.log_dir, {"ORCHESTRA_PRELOAD": PRELOAD.get(environment, "")})

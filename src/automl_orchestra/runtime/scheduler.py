@@ -1,0 +1,410 @@
+"""The scheduler: turns queued runs (``pending`` rows in the database) into jobs for the executor and
+records their results. It runs in a thread of the server process but never executes a step itself.
+
+Guarantees it implements (DESIGN.md "Step lifecycle"): a run starts only when its inputs are finished and
+fails with a reason when an input failed; every ending (success, exception, crash, timeout, memory limit,
+cancellation, server restart) is recorded; nothing stays ``running`` after its process is gone.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from datetime import timedelta
+from pathlib import Path
+from typing import Any, cast
+
+from sqlalchemy import CursorResult, select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from automl_orchestra.config import Settings
+from automl_orchestra.engines import registry
+from automl_orchestra.runtime.executor import Executor
+from automl_orchestra.runtime.jobs import JobLimits, JobResult, JobSpec, WorkerPolicy
+from automl_orchestra.steps.service import DERIVED_EDGE, run_prefix, step_prefix
+from automl_orchestra.store.artifacts import ArtifactStore
+from automl_orchestra.store.models import Edge, Instance, Run, Step, utcnow
+from automl_orchestra.store.outputs import OutputRef
+
+log = logging.getLogger(__name__)
+
+PROGRESS_INTERVAL_S = 0.5
+FAILED_INPUT = frozenset({"failed", "cancelled"})
+READY_INPUT = frozenset({"finished", "stale"})
+
+
+class Scheduler:
+    def __init__(
+        self,
+        settings: Settings,
+        sessions: sessionmaker[Session],
+        store: ArtifactStore,
+        executor: Executor,
+        on_change: Callable[[str], None],
+    ) -> None:
+        self.settings = settings
+        self.sessions = sessions
+        self.store = store
+        self.executor = executor
+        self.on_change = on_change
+        self.instance_id = settings.instance_id or f"{socket.gethostname()}-{uuid.uuid4().hex[:8]}"
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._running: dict[str, str] = {}  # run id -> step name, for runs this instance supervises
+        self._lock = threading.Lock()
+        self._last_progress: dict[str, float] = {}
+        self._last_heartbeat = 0.0
+
+    # ----- life cycle ------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._register()
+        self.reconcile()
+        self.executor.start()
+        self._thread = threading.Thread(target=self._loop, name="orchestra-scheduler", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._thread:
+            self._thread.join(timeout=10)
+        self.executor.shutdown()
+        with self.sessions() as session:
+            instance = session.get(Instance, self.instance_id)
+            if instance:
+                session.delete(instance)
+                session.commit()
+
+    def wake(self, _name: str = "") -> None:
+        self._wake.set()
+
+    def request_cancel(self, run_id: str) -> None:
+        if not self.executor.cancel(run_id):
+            self._wake.set()  # another instance may own it; it sees the flag on its next pass
+
+    def reconcile(self, at_start: bool = True) -> None:
+        """Steps left ``running`` by a dead instance (this one before a restart included) end ``failed``
+        with the reason, or are queued again when they are marked retryable."""
+        stale_before = utcnow() - timedelta(seconds=self.settings.heartbeat_s * 3)
+        with self.sessions() as session:
+            alive = set(session.scalars(select(Instance.id).where(Instance.heartbeat_at >= stale_before)))
+            if at_start:
+                alive.discard(self.instance_id)  # whatever this id ran before is gone
+            else:
+                alive.add(self.instance_id)
+            orphans = session.scalars(select(Run).where(Run.status == "running")).all()
+            names = []
+            for run in orphans:
+                if run.instance_id in alive:
+                    continue
+                step = session.get(Step, run.step_name)
+                reason = "the server stopped while the step was running (its worker process is gone)"
+                if step is not None and step.retryable and run.attempt < 2:
+                    run.status, run.instance_id, run.attempt = "pending", None, run.attempt + 1
+                    run.reason = f"re-queued: {reason}"
+                else:
+                    self._finish(session, run, JobResult(run_id=run.id, status="failed", reason=reason))
+                names.append(run.step_name)
+            session.commit()
+        for name in names:
+            self.on_change(name)
+
+    # ----- the loop --------------------------------------------------------------------------------
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            self._wake.wait(timeout=self.settings.poll_s * 20)
+            self._wake.clear()
+            try:
+                self._heartbeat()
+                self._honour_remote_cancels()
+                self._dispatch()
+            except Exception:
+                log.exception("scheduler pass failed")
+                time.sleep(self.settings.poll_s)
+
+    def _dispatch(self) -> None:
+        while self.executor.free_slots() > 0 and not self._stop.is_set():
+            job = self._claim_next()
+            if job is None:
+                return
+            self.executor.submit(job, self._progress, self._done)
+
+    def _claim_next(self) -> JobSpec | None:
+        with self.sessions() as session:
+            pending = session.scalars(select(Run).where(Run.status == "pending").order_by(Run.created_at)).all()
+            for run in pending:
+                step = session.get(Step, run.step_name)
+                if step is None or step.current_run != run.number:
+                    run.status, run.reason = "cancelled", "superseded by a newer run"
+                    session.commit()
+                    continue
+                inputs = self._input_steps(session, step.name)
+                failed = [p for p in inputs if p.status in FAILED_INPUT]
+                if failed:
+                    reason = f"input step {failed[0].name!r} ended {failed[0].status}"
+                    self._finish(session, run, JobResult(run_id=run.id, status="failed", reason=reason))
+                    session.commit()
+                    self.on_change(step.name)
+                    continue
+                if any(p.status not in READY_INPUT or not p.output for p in inputs):
+                    continue
+                claimed = session.execute(
+                    update(Run)
+                    .where(Run.id == run.id, Run.status == "pending")
+                    .values(status="running", instance_id=self.instance_id, started_at=utcnow())
+                    .execution_options(synchronize_session=False)
+                )
+                if cast(CursorResult[Any], claimed).rowcount != 1:
+                    continue  # another instance took it
+                step.status = "running"
+                step.updated_at = utcnow()
+                job = self._job(step, run, inputs)
+                if step.cache and self._reuse_cached(session, step, run, job):
+                    session.commit()
+                    self.on_change(step.name)
+                    self._settle_derived_names(step.name)
+                    continue
+                session.commit()
+                with self._lock:
+                    self._running[run.id] = step.name
+                self.on_change(step.name)
+                return job
+        return None
+
+    def _input_steps(self, session: Session, name: str) -> list[Step]:
+        parents = session.scalars(
+            select(Edge.parent).where(Edge.child == name, Edge.reference != DERIVED_EDGE).distinct()
+        ).all()
+        return [s for s in (session.get(Step, p) for p in parents) if s is not None]
+
+    def _job(self, step: Step, run: Run, inputs: list[Step]) -> JobSpec:
+        spec = registry.engine(step.tool)
+        limits = step.limits or {}
+        settings = self.settings
+        return JobSpec(
+            run_id=run.id,
+            step_name=step.name,
+            service=step.service,
+            tool=step.tool,
+            parameters=step.parameters,
+            inputs={p.name: OutputRef.model_validate(p.output) for p in inputs if p.output},
+            derived=list(registry.derived_outputs(step.service, step.tool)),
+            environment=spec.environment if spec else "main",
+            artifact_url=self.store.url,
+            output_prefix=run_prefix(step.name, run.number, run.id),
+            work_dir=str(Path(settings.work_root) / step.name / run.id),
+            limits=JobLimits(
+                timeout_s=float(limits.get("timeoutS") or settings.step_timeout_s),
+                memory_mb=int(limits.get("memoryMb") or settings.step_memory_mb),
+                cpus=int(limits.get("cpus") or 1),
+            ),
+            policy=WorkerPolicy(
+                url_allow_hosts=sorted(settings.url_allow_hosts),
+                code_url_hosts=sorted(settings.code_url_host_set),
+                import_dirs=[str(p) for p in settings.import_dir_list],
+                max_download_mb=settings.max_download_mb,
+            ),
+        )
+
+    # ----- results ---------------------------------------------------------------------------------
+
+    def _progress(self, run_id: str, message: dict[str, Any]) -> None:
+        now = time.monotonic()
+        if now - self._last_progress.get(run_id, 0.0) < PROGRESS_INTERVAL_S:
+            return
+        self._last_progress[run_id] = now
+        with self.sessions() as session:
+            run = session.get(Run, run_id)
+            step = session.get(Step, run.step_name) if run else None
+            if step is None or run is None or step.current_run != run.number:
+                return
+            step.meta = {
+                **(step.meta or {}),
+                "progress": {k: message.get(k) for k in ("fraction", "message")},
+            }
+            step.updated_at = utcnow()
+            session.commit()
+        self.on_change(step.name)
+
+    def _done(self, result: JobResult) -> None:
+        with self._lock:
+            name = self._running.pop(result.run_id, None)
+        self._last_progress.pop(result.run_id, None)
+        try:
+            with self.sessions() as session:
+                run = session.get(Run, result.run_id)
+                if run is None:  # the step was deleted meanwhile: drop what it wrote
+                    if name:
+                        self.store.delete_prefix(f"{step_prefix(name)}/runs")
+                    return
+                if run.cancel_requested and result.status == "failed" and result.reason == "cancelled by request":
+                    result.status = "cancelled"
+                if run.cancel_requested and result.status == "cancelled":
+                    result.reason = run.reason or result.reason
+                self._finish(session, run, result)
+                session.commit()
+                name = run.step_name
+        except Exception:
+            log.exception("recording the result of run %s failed", result.run_id)
+        finally:
+            if name:
+                self.on_change(name)
+                self._settle_derived_names(name)
+            self._wake.set()
+
+    def _finish(self, session: Session, run: Run, result: JobResult) -> None:
+        """Record a run's ending; the step follows only if this run is still its current one."""
+        now = utcnow()
+        run.status = result.status
+        run.finished_at = now
+        run.reason = result.reason
+        run.exception = result.exception
+        run.traceback = result.traceback
+        run.metrics = result.metrics or {}
+        run.peak_memory_mb = result.peak_memory_mb
+        run.cpu_time_s = result.cpu_time_s
+        run.wall_s = result.wall_s
+        run.node = result.node or run.node
+        run.output = result.output.model_dump() if result.output else None
+        run.output_hash = result.output_hash
+        run.meta = {**(run.meta or {}), "derived": {k: v.model_dump() for k, v in result.derived.items()}}
+        step = session.get(Step, run.step_name)
+        if step is None or step.current_run != run.number:
+            return
+        step.status = result.status
+        step.updated_at = now
+        meta = dict(step.meta or {})
+        meta.pop("progress", None)
+        if result.status == "finished":
+            step.output = run.output
+            step.error = None
+            meta.update(result.metadata)
+            meta["metrics"] = result.metrics or {}
+        else:
+            step.error = {
+                "reason": result.reason,
+                "exception": result.exception,
+                "traceback": result.traceback,
+            }
+        step.meta = meta
+        for derived in session.scalars(select(Step).where(Step.owner == step.name)):
+            output_name = derived.parameters.get("output", "")
+            ref = result.derived.get(output_name)
+            derived.updated_at = now
+            if result.status == "finished" and ref is not None:
+                derived.status, derived.output, derived.error = "finished", ref.model_dump(), None
+                derived.meta = _table_meta(ref)
+            else:
+                derived.status = result.status if result.status != "finished" else "failed"
+                derived.error = {
+                    "reason": result.reason or f"step {step.name!r} produced no {output_name}",
+                    "exception": None,
+                    "traceback": None,
+                }
+
+    def _settle_derived_names(self, owner: str) -> None:
+        with self.sessions() as session:
+            for name in session.scalars(select(Step.name).where(Step.owner == owner)):
+                self.on_change(name)
+
+    # ----- caching ---------------------------------------------------------------------------------
+
+    def _reuse_cached(self, session: Session, step: Step, run: Run, job: JobSpec) -> bool:
+        """Reuse a finished run with the same fingerprint (tool, parameters, input contents)."""
+        fingerprint = self._fingerprint(session, step, job)
+        run.fingerprint = fingerprint
+        if fingerprint is None:
+            return False
+        source = session.scalars(
+            select(Run)
+            .where(Run.fingerprint == fingerprint, Run.status == "finished", Run.id != run.id)
+            .order_by(Run.finished_at.desc())
+        ).first()
+        if source is None or source.output is None or not self.store.exists(source.output["prefix"]):
+            return False
+        output = OutputRef.model_validate(source.output)
+        self.store.copy_prefix(output.prefix, job.output_prefix)
+        derived = {}
+        for name, ref_data in (source.meta or {}).get("derived", {}).items():
+            ref = OutputRef.model_validate(ref_data)
+            target = f"{job.output_prefix}-{name}"
+            self.store.copy_prefix(ref.prefix, target)
+            derived[name] = ref.model_copy(update={"prefix": target})
+        source_step = session.get(Step, source.step_name)
+        result = JobResult(
+            run_id=run.id,
+            status="finished",
+            output=output.model_copy(update={"prefix": job.output_prefix}),
+            derived=derived,
+            metadata=_reusable_meta(source_step),
+            metrics=source.metrics,
+            output_hash=source.output_hash,
+            wall_s=0.0,
+        )
+        self._finish(session, run, result)
+        run.cached_from = source.id
+        return True
+
+    def _fingerprint(self, session: Session, step: Step, job: JobSpec) -> str | None:
+        hashes = {}
+        for name in job.inputs:
+            parent = session.get(Step, name)
+            parent_run = session.scalar(
+                select(Run).where(Run.step_name == name, Run.number == (parent.current_run if parent else -1))
+            )
+            if parent_run is None or parent_run.output_hash is None:
+                return None
+            hashes[name] = parent_run.output_hash
+        payload = {
+            "service": step.service,
+            "tool": step.tool,
+            "parameters": step.parameters,
+            "inputs": hashes,
+        }
+        return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
+
+    # ----- instances -------------------------------------------------------------------------------
+
+    def _register(self) -> None:
+        with self.sessions() as session:
+            session.merge(Instance(id=self.instance_id, host=socket.gethostname()))
+            session.commit()
+
+    def _heartbeat(self) -> None:
+        now = time.monotonic()
+        if now - self._last_heartbeat < self.settings.heartbeat_s:
+            return
+        self._last_heartbeat = now
+        with self.sessions() as session:
+            session.execute(update(Instance).where(Instance.id == self.instance_id).values(heartbeat_at=utcnow()))
+            session.commit()
+        self.reconcile(at_start=False)  # another instance may have died with steps running
+
+    def _honour_remote_cancels(self) -> None:
+        with self._lock:
+            mine = list(self._running)
+        if not mine:
+            return
+        with self.sessions() as session:
+            flagged = session.scalars(select(Run.id).where(Run.id.in_(mine), Run.cancel_requested.is_(True)))
+            for run_id in flagged:
+                self.executor.cancel(run_id)
+
+
+def _table_meta(ref: OutputRef) -> dict[str, Any]:
+    return {"fields": ref.attributes or []}
+
+
+def _reusable_meta(step: Step | None) -> dict[str, Any]:
+    if step is None:
+        return {}
+    return {k: v for k, v in (step.meta or {}).items() if k not in {"metrics", "progress"}}

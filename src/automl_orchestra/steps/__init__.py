@@ -1,0 +1,1 @@
+"""The step model: kinds, references, validation, lineage, re-execution and caching."""

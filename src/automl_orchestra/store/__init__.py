@@ -1,0 +1,1 @@
+"""Persistence: metadata in a SQL database, artifacts on fsspec storage."""

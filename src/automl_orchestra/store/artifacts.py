@@ -1,0 +1,116 @@
+"""Artifact storage through fsspec (a local directory by default, any fsspec URL such as ``s3://``).
+
+Keys are ``/``-separated relative paths built by the server from validated step names and run ids,
+never from request text. Writes are atomic: a whole run output is staged under a temporary key and moved
+into place only when complete, so a crash never leaves a half-written output behind a finished step.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tempfile
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO, Any
+
+import fsspec
+from fsspec.implementations.local import LocalFileSystem
+
+
+class ArtifactStore:
+    def __init__(self, url: str) -> None:
+        self.url = url.rstrip("/")
+        fs, root = fsspec.core.url_to_fs(self.url)
+        self.fs: fsspec.AbstractFileSystem = fs
+        self.root: str = root.rstrip("/")
+        if self.is_local:
+            Path(self.root).mkdir(parents=True, exist_ok=True)
+
+    @property
+    def is_local(self) -> bool:
+        return isinstance(self.fs, LocalFileSystem)
+
+    def path(self, key: str) -> str:
+        if key.startswith("/") or ".." in key.split("/"):
+            raise ValueError(f"invalid artifact key {key!r}")
+        return f"{self.root}/{key}" if key else self.root
+
+    def exists(self, key: str) -> bool:
+        return bool(self.fs.exists(self.path(key)))
+
+    def open(self, key: str, mode: str = "rb") -> IO[Any]:
+        return self.fs.open(self.path(key), mode)
+
+    def size(self, key: str) -> int:
+        return int(self.fs.size(self.path(key)))
+
+    def list_files(self, prefix: str) -> list[str]:
+        """Relative file names under ``prefix`` (recursive), sorted."""
+        base = self.path(prefix)
+        if not self.fs.exists(base):
+            return []
+        names = []
+        for full in self.fs.find(base):
+            rel = full[len(base) :].lstrip("/")
+            if rel:
+                names.append(rel)
+        return sorted(names)
+
+    def put_dir(self, local_dir: Path, key: str) -> None:
+        """Publish a finished local directory at ``key`` atomically (stage, then rename)."""
+        target = self.path(key)
+        staging = self.path(f"{key.rsplit('/', 1)[0]}/.staging-{uuid.uuid4().hex}") if "/" in key else None
+        if staging is None:
+            raise ValueError("artifact keys must have a parent folder")
+        if self.is_local:
+            Path(staging).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copytree(local_dir, staging) if not _same_device(local_dir, staging) else os.rename(
+                local_dir, staging
+            )
+            if os.path.exists(target):
+                shutil.rmtree(target)
+            os.rename(staging, target)
+        else:
+            self.fs.put(str(local_dir), staging, recursive=True)
+            if self.fs.exists(target):
+                self.fs.rm(target, recursive=True)
+            self.fs.mv(staging, target, recursive=True)
+
+    def copy_prefix(self, source: str, target: str) -> None:
+        self.fs.copy(self.path(source), self.path(target), recursive=True)
+
+    def delete_prefix(self, prefix: str) -> None:
+        path = self.path(prefix)
+        if self.fs.exists(path):
+            self.fs.rm(path, recursive=True)
+
+    @contextlib.contextmanager
+    def local_copy(self, key: str) -> Iterator[Path]:
+        """A local path for ``key``: the file itself on local storage, a downloaded copy otherwise."""
+        if self.is_local:
+            yield Path(self.path(key))
+            return
+        with tempfile.TemporaryDirectory() as tmp:
+            local = Path(tmp) / key.rsplit("/", 1)[-1]
+            self.fs.get(self.path(key), str(local), recursive=True)
+            yield local
+
+    def write_bytes(self, key: str, data: bytes) -> None:
+        """Atomic single-file write (temp name + rename)."""
+        path = self.path(key)
+        tmp = f"{path}.tmp-{uuid.uuid4().hex}"
+        if self.is_local:
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        with self.fs.open(tmp, "wb") as handle:
+            handle.write(data)
+        self.fs.mv(tmp, path)
+
+
+def _same_device(local_dir: Path, staging: str) -> bool:
+    try:
+        return os.stat(local_dir).st_dev == os.stat(Path(staging).parent).st_dev
+    except OSError:
+        return False
