@@ -344,20 +344,23 @@ class Client:
         skip: int = 0,
         limit: int = 100,
     ) -> MetadataList:
-        """Metadata of steps, optionally of one service, tool (filtered here) and/or status."""
-        params = {"service": service, "status": status, "skip": skip, "limit": limit}
+        """Metadata of steps (oldest first), optionally only those of one service, tool and/or status."""
+        params = {"service": service, "tool": tool, "status": status, "skip": skip, "limit": limit}
         result: MetadataList = self.call("GET", "/steps", params=params)
-        if tool is not None:
-            result = [item for item in result if item.get("tool") == tool]
         return result
 
     def iter_steps(
-        self, service: str | None = None, status: str | None = None, *, page_size: int = 100
+        self,
+        service: str | None = None,
+        status: str | None = None,
+        *,
+        tool: str | None = None,
+        page_size: int = 100,
     ) -> Iterator[Metadata]:
-        """Every step's metadata, fetched page by page."""
+        """Every matching step's metadata, fetched page by page."""
         skip = 0
         while True:
-            page = self.list(service, status, skip=skip, limit=page_size)
+            page = self.list(service, status, tool=tool, skip=skip, limit=page_size)
             yield from page
             if len(page) < page_size:
                 return

@@ -117,7 +117,7 @@ def _execute(job: JobSpec, work_dir: Path, channel: IO[str] | None) -> JobResult
         )
     except StepError as exc:
         return JobResult(run_id=job.run_id, status="failed", reason=str(exc), exception=f"StepError: {exc}")
-    except BaseException as exc:
+    except BaseException as exc:  # noqa: BLE001 - every failure must reach the run record
         return JobResult(
             run_id=job.run_id,
             status="failed",
@@ -193,7 +193,7 @@ def _preload(modules: str) -> None:
     for module in filter(None, (m.strip() for m in modules.split(","))):
         try:
             importlib.import_module(module)
-        except Exception:
+        except Exception:  # noqa: BLE001 - a job importing it later reports the real error
             traceback.print_exc()
 
 

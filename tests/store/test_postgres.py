@@ -1,0 +1,104 @@
+"""The store and the API on a real PostgreSQL: migrations, the step model, the queue and restarts."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+from sqlalchemy import inspect
+
+from automl_orchestra.steps.errors import Conflict
+from automl_orchestra.steps.service import NewStep, StepService
+from automl_orchestra.store import db
+from automl_orchestra.store.artifacts import ArtifactStore
+from tests.api.helpers import content, post, run
+from tests.conftest import ServerHandle, launch
+
+
+def fresh_database(postgres_url: str) -> str:
+    name = f"t_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(postgres_url, autocommit=True) as connection:
+        connection.execute(f'CREATE DATABASE "{name}"')
+    return postgres_url.rsplit("/", 1)[0] + f"/{name}"
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'store.db'}"
+    return fresh_database(request.getfixturevalue("postgres_url"))
+
+
+@pytest.fixture
+def service(database_url: str, tmp_path: Path) -> Iterator[StepService]:
+    engine = db.make_engine(database_url)
+    db.upgrade(engine)
+    db.upgrade(engine)  # idempotent
+    yield StepService(db.session_factory(engine), ArtifactStore(str(tmp_path / "artifacts")))
+    engine.dispose()
+
+
+def test_migrations_create_the_schema(service: StepService) -> None:
+    tables = set(inspect(service.sessions.kw["bind"]).get_table_names())
+    assert {"steps", "runs", "edges", "instances", "alembic_version"} <= tables
+
+
+def test_step_model_on_each_database(service: StepService) -> None:
+    service.create(NewStep("function", "python", "a", {"code": "response = 1"}))
+    service.create(NewStep("function", "python", "b", {"code": "x", "parameters": {"v": "$a"}}))
+    assert service.parents("b") == ["a"]
+    with pytest.raises(Conflict):
+        service.create(NewStep("function", "python", "a", {"code": "again"}))
+    with pytest.raises(Conflict):
+        service.delete("a")
+    assert service.delete("a", cascade=True) == ["a", "b"]
+    assert service.list_steps() == []
+
+
+def test_names_stay_unique_under_concurrent_submissions(service: StepService) -> None:
+    outcomes: list[str] = []
+    barrier = threading.Barrier(8)
+
+    def submit() -> None:
+        barrier.wait()
+        try:
+            service.create(NewStep("function", "python", "race", {"code": "response = 1"}))
+            outcomes.append("created")
+        except Conflict:
+            outcomes.append("conflict")
+
+    threads = [threading.Thread(target=submit) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(outcomes) == ["conflict"] * 7 + ["created"]
+    assert len(service.runs("race")) == 1
+
+
+def test_api_on_postgresql_with_restart(postgres_url: str, tmp_path: Path) -> None:
+    url = fresh_database(postgres_url)
+    handle: ServerHandle = launch(tmp_path / "pg", ORCHESTRA_DATABASE_URL=url)
+    try:
+        with handle.client() as http:
+            run(handle, http, "/function/python", {"name": "pg_a", "code": "response = {'n': 2}"})
+            run(handle, http, "/function/python", {"name": "pg_b", "code": "response = a['n'] * 3",
+                                                  "parameters": {"a": "$pg_a"}})
+            assert content(http, "/function/python/pg_b")[1] == 6
+            post(http, "/function/python", {"name": "pg_slow", "code": "import time\ntime.sleep(120)"})
+            while http.get("/steps/pg_slow").json()["result"]["status"] != "running":
+                time.sleep(0.05)
+        handle.restart(kill=True)
+        with handle.client() as http:
+            assert http.get("/steps/pg_slow").json()["result"]["status"] == "failed"
+            assert http.patch("/steps/pg_a", params={"cascade": "true"},
+                              json={"code": "response = {'n': 5}"}).status_code == 200
+            assert handle.wait("pg_b")["status"] == "finished"
+            assert content(http, "/function/python/pg_b")[1] == 15
+    finally:
+        handle.stop()
