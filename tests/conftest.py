@@ -8,6 +8,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -156,9 +157,12 @@ def postgres_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     if given:
         yield given
         return
-    cluster = _PrivateCluster(tmp_path_factory.mktemp("pg"))
-    yield cluster.start()
-    cluster.stop()
+    # Not under pytest's temp dir: that one is private to root, and the server runs as 'postgres'.
+    cluster = _PrivateCluster(Path(tempfile.mkdtemp(prefix="orchestra-pg-")))
+    try:
+        yield cluster.start()
+    finally:
+        cluster.stop()
 
 
 class _PrivateCluster:
@@ -180,12 +184,21 @@ class _PrivateCluster:
             shutil.chown(self.root, "postgres")
         self._run(str(self.bin / "initdb"), "-D", str(self.data), "-A", "trust", "-U", "postgres")
         self._run(
-            str(self.bin / "pg_ctl"), "-D", str(self.data), "-l", str(self.root / "pg.log"), "-w",
-            "-o", f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1", "start",
+            str(self.bin / "pg_ctl"),
+            "-D",
+            str(self.data),
+            "-l",
+            str(self.root / "pg.log"),
+            "-w",
+            "-o",
+            f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1",
+            "start",
         )
         self._run(str(self.bin / "createdb"), "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres", "orchestra")
         return f"postgresql://postgres@127.0.0.1:{self.port}/orchestra"
 
     def stop(self) -> None:
-        subprocess.run([*self.as_user, str(self.bin / "pg_ctl"), "-D", str(self.data), "-m", "fast", "stop"],
-                       capture_output=True)
+        subprocess.run(
+            [*self.as_user, str(self.bin / "pg_ctl"), "-D", str(self.data), "-m", "fast", "stop"], capture_output=True
+        )
+        shutil.rmtree(self.root, ignore_errors=True)

@@ -7,7 +7,18 @@ import random
 from pathlib import Path
 
 TITANIC_COLUMNS = [
-    "PassengerId", "Survived", "Pclass", "Name", "Sex", "Age", "SibSp", "Parch", "Ticket", "Fare", "Cabin", "Embarked",
+    "PassengerId",
+    "Survived",
+    "Pclass",
+    "Name",
+    "Sex",
+    "Age",
+    "SibSp",
+    "Parch",
+    "Ticket",
+    "Fare",
+    "Cabin",
+    "Embarked",
 ]
 
 
@@ -21,12 +32,23 @@ def titanic_like(path: Path, rows: int = 300, seed: int = 0, first_id: int = 1) 
             pclass = rng.choice([1, 2, 3, 3])
             sex = rng.choice(["male", "female"])
             age = "" if rng.random() < 0.15 else f"{rng.uniform(1, 70):.1f}"
-            fare = f"{rng.uniform(5, 30) * (4 - pclass):.2f}"
             chance = (0.75 if sex == "female" else 0.2) + (0.15 if pclass == 1 else 0.0)
             survived = int(rng.random() < chance)
-            writer.writerow([
-                first_id + i, survived, pclass, f"Person {i}, Mr. Test {rng.randint(0, 10**6)}", sex, age,
-                rng.randint(0, 3), rng.randint(0, 2), f"T{rng.randint(1000, 99999)}", fare,
-                "" if rng.random() < 0.7 else f"C{rng.randint(1, 99)}", rng.choice(["S", "C", "Q", ""]),
-            ])
+            fare = f"{rng.uniform(5, 30) * (4 - pclass) * (2.5 if survived else 1.0):.2f}"
+            writer.writerow(
+                [
+                    first_id + i,
+                    survived,
+                    pclass,
+                    f"Person {i}, Mr. Test {rng.randint(0, 10**6)}",
+                    sex,
+                    age,
+                    rng.randint(0, 3),
+                    rng.randint(0, 2),
+                    f"T{rng.randint(1000, 99999)}",
+                    fare,
+                    "" if rng.random() < 0.7 else f"C{rng.randint(1, 99)}",
+                    rng.choice(["S", "C", "Q", ""]),
+                ]
+            )
     return path

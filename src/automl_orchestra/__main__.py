@@ -1,5 +1,7 @@
 """``python -m automl_orchestra`` is the ``orchestra`` command."""
 
+import sys
+
 from automl_orchestra.cli import main
 
-main()
+sys.exit(main())

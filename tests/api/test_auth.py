@@ -40,7 +40,8 @@ def test_tokens_and_roles(auth_server: ServerHandle) -> None:
 
 def test_refuses_non_loopback_bind_without_tokens() -> None:
     env = {**os.environ, "ORCHESTRA_HOST": "0.0.0.0", "ORCHESTRA_TOKENS": ""}
-    result = subprocess.run([sys.executable, "-m", "automl_orchestra.api.server"], env=env, capture_output=True,
-                            text=True, timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-m", "automl_orchestra.api.server"], env=env, capture_output=True, text=True, timeout=60
+    )
     assert result.returncode != 0
     assert "without authentication" in result.stderr

@@ -19,8 +19,13 @@ def code_step(name: str, code: str, **extra: object) -> dict:
 
 
 def test_function_that_raises_records_exception_and_traceback(server: ServerHandle, http: httpx.Client) -> None:
-    document = run(server, http, "/function/python", code_step("lc_raise", "def f():\n    raise ValueError('boom')\nf()"),
-                   status="failed")
+    document = run(
+        server,
+        http,
+        "/function/python",
+        code_step("lc_raise", "def f():\n    raise ValueError('boom')\nf()"),
+        status="failed",
+    )
     assert "ValueError: boom" in document["error"]["reason"]
     record = http.get("/steps/lc_raise/runs").json()["result"][-1]
     assert record["status"] == "failed" and "raise ValueError" in record["traceback"]
@@ -35,16 +40,22 @@ def test_worker_that_dies_fails_the_step_and_the_next_step_still_runs(server: Se
 
 def test_timeout_stops_the_worker(server: ServerHandle, http: httpx.Client) -> None:
     started = time.monotonic()
-    document = run(server, http, "/function/python",
-                   code_step("lc_slow", "import time\ntime.sleep(60)", limits={"timeoutS": 1.5}), status="failed")
+    document = run(
+        server,
+        http,
+        "/function/python",
+        code_step("lc_slow", "import time\ntime.sleep(60)", limits={"timeoutS": 1.5}),
+        status="failed",
+    )
     assert time.monotonic() - started < 20
     assert document["error"]["reason"].startswith("timeout")
 
 
 def test_memory_limit_stops_the_worker(server: ServerHandle, http: httpx.Client) -> None:
     code = "blocks = []\nfor _ in range(200):\n    blocks.append(bytearray(20 * 2**20))\nimport time\ntime.sleep(30)"
-    document = run(server, http, "/function/python", code_step("lc_hog", code, limits={"memoryMb": 300}),
-                   status="failed")
+    document = run(
+        server, http, "/function/python", code_step("lc_hog", code, limits={"memoryMb": 300}), status="failed"
+    )
     assert document["error"]["reason"].startswith("memory limit exceeded")
     record = http.get("/steps/lc_hog/runs").json()["result"][-1]
     assert record["peakMemoryMb"] > 250
@@ -78,8 +89,12 @@ def test_step_waits_for_its_input_and_fails_when_the_input_fails(server: ServerH
 
 def test_patch_makes_dependents_stale_and_cascade_reruns_them(server: ServerHandle, http: httpx.Client) -> None:
     run(server, http, "/function/python", code_step("lc_base", "response = {'n': n}", parameters={"n": 1}))
-    run(server, http, "/function/python", code_step("lc_double", "response = base['n'] * 2",
-                                                    parameters={"base": "$lc_base"}))
+    run(
+        server,
+        http,
+        "/function/python",
+        code_step("lc_double", "response = base['n'] * 2", parameters={"base": "$lc_base"}),
+    )
     run(server, http, "/function/python", code_step("lc_quad", "response = d * 2", parameters={"d": "$lc_double"}))
 
     response = http.patch("/function/python/lc_base", json={"parameters": {"n": 5}})
@@ -135,8 +150,13 @@ def test_datatype_cast_failure_names_column_and_row(server: ServerHandle, http: 
     source.write_text("name,age\nann,31\nbob,unknown\n")
     upload(http, "lc_ages", source)
     assert server.wait("lc_ages")["status"] == "finished"
-    document = run(server, http, "/transform/dataType",
-                   {"name": "lc_ages_num", "parentName": "lc_ages", "types": {"age": "number"}}, status="failed")
+    document = run(
+        server,
+        http,
+        "/transform/dataType",
+        {"name": "lc_ages_num", "parentName": "lc_ages", "types": {"age": "number"}},
+        status="failed",
+    )
     reason = document["error"]["reason"]
     assert "age" in reason and "unknown" in reason and "1" in reason
 
@@ -153,8 +173,11 @@ def test_restart_mid_step_fails_it_with_reason_and_requeues_retryable(fresh_serv
     with fresh_server.client() as http:
         post(http, "/function/python", code_step("lc_victim", "import time\ntime.sleep(120)"))
         post(http, "/function/python", code_step("lc_retry", "import time\ntime.sleep(120)", retryable=True))
-        post(http, "/function/python", code_step("lc_queued", "response = 'ran after restart'",
-                                                 parameters={"v": "$lc_victim"}))
+        post(
+            http,
+            "/function/python",
+            code_step("lc_queued", "response = 'ran after restart'", parameters={"v": "$lc_victim"}),
+        )
         deadline = time.monotonic() + 30
         while {http.get(f"/steps/{n}").json()["result"]["status"] for n in ("lc_victim", "lc_retry")} != {"running"}:
             assert time.monotonic() < deadline

@@ -23,9 +23,15 @@ def test_openapi_documents_every_route_with_models_and_examples(server: ServerHa
                 body = paths[base]["post"]["requestBody"]["content"]["application/json"]
                 assert "schema" in body
                 assert body.get("example") or body.get("examples"), base
-    for path in ("/api/v1/observe/{name}", "/api/v1/observe/{name}/events", "/api/v1/lineage/{name}",
-                 "/api/v1/steps/{name}/runs", "/api/v1/steps/{name}/logs", "/api/v1/steps/{name}/cancel",
-                 "/api/v1/steps/{name}/artifacts/{file}"):
+    for path in (
+        "/api/v1/observe/{name}",
+        "/api/v1/observe/{name}/events",
+        "/api/v1/lineage/{name}",
+        "/api/v1/steps/{name}/runs",
+        "/api/v1/steps/{name}/logs",
+        "/api/v1/steps/{name}/cancel",
+        "/api/v1/steps/{name}/artifacts/{file}",
+    ):
         assert path in paths, path
     assert not any(p.startswith("/api/learningOrchestra") for p in paths)  # the mirror is not listed twice
     docs = httpx.get(f"{server.url}/docs")
@@ -74,10 +80,15 @@ def test_bad_json_unknown_parent_duplicate_name(server: ServerHandle, http: http
     assert response.status_code == 400 and response.json()["result"] == "the request body is not valid JSON"
     response = http.post("/train/scikitlearn", json={"name": "rt_t", "parentName": "nobody", "method": "fit"})
     assert response.status_code == 404 and "nobody" in response.json()["result"]
-    run(server, http, "/model/scikitlearn", {"name": "rt_dup", "modulePath": "sklearn.linear_model",
-                                            "class": "LogisticRegression"})
-    response = http.post("/model/scikitlearn", json={"name": "rt_dup", "modulePath": "sklearn.tree",
-                                                     "class": "DecisionTreeClassifier"})
+    run(
+        server,
+        http,
+        "/model/scikitlearn",
+        {"name": "rt_dup", "modulePath": "sklearn.linear_model", "class": "LogisticRegression"},
+    )
+    response = http.post(
+        "/model/scikitlearn", json={"name": "rt_dup", "modulePath": "sklearn.tree", "class": "DecisionTreeClassifier"}
+    )
     assert response.status_code == 409 and "already exists" in response.json()["result"]
     response = http.post("/model/scikitlearn", json={"name": "rt_os", "modulePath": "subprocess", "class": "Popen"})
     assert response.status_code == 422 and "not allowed" in response.json()["result"]
@@ -85,12 +96,18 @@ def test_bad_json_unknown_parent_duplicate_name(server: ServerHandle, http: http
 
 def test_reference_attribute_checked_at_post_when_known(server: ServerHandle, http: httpx.Client) -> None:
     run(server, http, "/function/python", {"name": "rt_dict", "code": "response = {'a': 1, 'b': 2}"})
-    ok = http.post("/function/python", json={"name": "rt_attr", "code": "response = a", "parameters": {"a": "$rt_dict.a"}})
+    ok = http.post(
+        "/function/python", json={"name": "rt_attr", "code": "response = a", "parameters": {"a": "$rt_dict.a"}}
+    )
     assert ok.status_code == 201
     bad = http.post("/function/python", json={"name": "rt_attr2", "code": "x", "parameters": {"a": "$rt_dict.zzz"}})
     assert bad.status_code == 422 and "no attribute 'zzz'" in bad.json()["result"]
-    escaped = run(server, http, "/function/python", {"name": "rt_escape", "code": "response = [v, w]",
-                                                     "parameters": {"v": "$$rt_dict", "w": ["$rt_dict.b"]}})
+    escaped = run(
+        server,
+        http,
+        "/function/python",
+        {"name": "rt_escape", "code": "response = [v, w]", "parameters": {"v": "$$rt_dict", "w": ["$rt_dict.b"]}},
+    )
     assert escaped["parents"] == ["rt_dict"]
     assert content(http, "/function/python/rt_escape")[1:] == ["$rt_dict", [2]]
 

@@ -72,8 +72,14 @@ def test_pipeline_with_sync_methods(url: str, uid: str, csv_file: Path, dataset:
     assert all(isinstance(row["label"], str) for row in page[1:])
     # the same page through TransformDataType, as a Learning Orchestra user would read it
     assert data_type.search_datatype_content(data, limit=5)[1:] == page[1:]
-    data_type.update_dataset_type_sync(dataset_name=data, types={"label": "integer"})
+    data_type.update_dataset_type_sync(dataset_name=data, types={"color": "string", "label": "integer"})
     assert all(isinstance(row["label"], int) for row in dataset.search_dataset_content(data)[1:])
+    data_type.update_dataset_type_sync(dataset_name=data, types={"x2": "number"})  # earlier types are kept
+    assert dataset.search_metadata(data)["parameters"]["types"] == {
+        "color": "string",
+        "label": "integer",
+        "x2": "number",
+    }
 
     projection = TransformProjection(url)
     metadata = projection.remove_dataset_attributes_sync(data, features, ["x1", "x2"])
@@ -116,8 +122,9 @@ def test_pipeline_with_sync_methods(url: str, uid: str, csv_file: Path, dataset:
         parameters={"X": f"${features}"},
     )
     assert metadata["status"] == "finished"
-    values = prediction.search_prediction_content(predicted, limit=100)[1:]
-    assert len(values) == ROWS and set(values) <= {0, 1}
+    rows = prediction.search_prediction_content(predicted, limit=100)[1:]  # a table: one prediction per row
+    assert len(rows) == ROWS and all(len(row) == 1 for row in rows)
+    assert {value for row in rows for value in row.values()} <= {0, 1}
 
     evaluation = EvaluateScikitLearn(url)
     metadata = evaluation.create_evaluate_sync(

@@ -87,8 +87,12 @@ def test_api_on_postgresql_with_restart(postgres_url: str, tmp_path: Path) -> No
     try:
         with handle.client() as http:
             run(handle, http, "/function/python", {"name": "pg_a", "code": "response = {'n': 2}"})
-            run(handle, http, "/function/python", {"name": "pg_b", "code": "response = a['n'] * 3",
-                                                  "parameters": {"a": "$pg_a"}})
+            run(
+                handle,
+                http,
+                "/function/python",
+                {"name": "pg_b", "code": "response = a['n'] * 3", "parameters": {"a": "$pg_a"}},
+            )
             assert content(http, "/function/python/pg_b")[1] == 6
             post(http, "/function/python", {"name": "pg_slow", "code": "import time\ntime.sleep(120)"})
             while http.get("/steps/pg_slow").json()["result"]["status"] != "running":
@@ -96,8 +100,10 @@ def test_api_on_postgresql_with_restart(postgres_url: str, tmp_path: Path) -> No
         handle.restart(kill=True)
         with handle.client() as http:
             assert http.get("/steps/pg_slow").json()["result"]["status"] == "failed"
-            assert http.patch("/steps/pg_a", params={"cascade": "true"},
-                              json={"code": "response = {'n': 5}"}).status_code == 200
+            assert (
+                http.patch("/steps/pg_a", params={"cascade": "true"}, json={"code": "response = {'n': 5}"}).status_code
+                == 200
+            )
             assert handle.wait("pg_b")["status"] == "finished"
             assert content(http, "/function/python/pg_b")[1] == 15
     finally:

@@ -13,7 +13,6 @@ Body fields are the server's canonical (camelCase) names. Waiting uses the serve
 from __future__ import annotations
 
 import json
-import math
 import os
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -82,9 +81,10 @@ def _form_value(value: Any) -> str:
     return json.dumps(value)
 
 
-def _observe_seconds(seconds: float) -> int:
-    """The ``timeout`` query value: whole seconds (rounded up) within the server's bounds."""
-    return int(min(MAX_OBSERVE_S, max(0, math.ceil(seconds))))
+def _observe_seconds(seconds: float) -> float:
+    """The ``timeout`` query value, within the server's bounds (whole seconds when it is whole)."""
+    value = min(float(MAX_OBSERVE_S), max(0.0, round(seconds, 3)))
+    return int(value) if value.is_integer() else value
 
 
 class Client:
@@ -285,15 +285,16 @@ class Client:
         **form: Any,
     ) -> str:
         """Like :meth:`upload`, returning the step URL."""
-        fields = {"name": name}
-        fields.update({key: _form_value(value) for key, value in form.items() if value is not None})
-        upload_timeout = httpx.Timeout(self.timeout, write=None, read=max(self.timeout, 300.0))
         if isinstance(file, str | os.PathLike):
             path = Path(file)
             with path.open("rb") as handle:
                 return self.upload_url(service, tool, name, handle, filename=filename or path.name, **form)
+        fields = {"name": name}
+        fields.update({key: _form_value(value) for key, value in form.items() if value is not None})
         default_name = Path(str(getattr(file, "name", "") or "upload")).name
         files = {"file": (filename or default_name, file, "application/octet-stream")}
+        # the server answers only once the whole file is stored: no write bound, a generous read bound
+        upload_timeout = httpx.Timeout(self.timeout, write=None, read=max(self.timeout, 300.0))
         return self.submit(service, tool, data=fields, files=files, timeout=upload_timeout)
 
     # ----- reading -------------------------------------------------------------------------------------
@@ -500,13 +501,15 @@ class Client:
             try:
                 metadata = self.observe(name, chunk)
                 failures = 0
-            except (ConnectionError, ServerError) as exc:
+            except (ConnectionError, ServerError) as exc:  # a restart or a network blip: retry a few times
                 failures += 1
-                if failures > 5 or (deadline is not None and time.monotonic() >= deadline):
-                    if deadline is not None and time.monotonic() >= deadline:
-                        raise WaitTimeoutError(name, float(timeout or 0.0), metadata) from exc
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    raise WaitTimeoutError(name, float(timeout or 0.0), metadata) from exc
+                if failures > 5:
                     raise
-                time.sleep(min(2.0**failures * 0.25, 5.0))
+                pause = min(0.25 * 2.0**failures, 5.0)
+                time.sleep(pause if left is None else min(pause, left))
                 continue
             if on_update is not None:
                 on_update(metadata)

@@ -385,8 +385,7 @@ class _Dataset(_StepClient):
         """Upload a local file as a dataset; returns its URL without waiting for the ingestion."""
         return _present(self._upload(dataset_name, file, form), pretty_response)
 
-    def search_all_datasets(self, pretty_response: bool = False, *, skip: int = 0, limit: int = 100) -> Any:
-        return self.search_all(pretty_response, skip=skip, limit=limit)
+    search_all_datasets = _StepClient.search_all
 
     def search_dataset_content(
         self,
@@ -438,8 +437,12 @@ class TransformDataType(_StepClient):
         cascade: bool = False,
         max_wait: float | None = None,
     ) -> Any:
-        """Change the field types of an existing dataset in place (re-ingestion), wait, return its metadata."""
-        return self._update(dataset_name, {"types": dict(types)}, True, pretty_response, cascade, max_wait)
+        """Change the field types of an existing dataset in place (re-ingestion), wait, return its metadata.
+
+        Types forced earlier on other fields are kept, as when Learning Orchestra changed the stored data.
+        """
+        changes = {"types": self._merged_types(dataset_name, types)}
+        return self._update(dataset_name, changes, True, pretty_response, cascade, max_wait)
 
     def update_dataset_type_async(
         self,
@@ -450,7 +453,12 @@ class TransformDataType(_StepClient):
         cascade: bool = False,
     ) -> Any:
         """Start changing the field types of an existing dataset in place; returns its URL."""
-        return self._update(dataset_name, {"types": dict(types)}, False, pretty_response, cascade, None)
+        changes = {"types": self._merged_types(dataset_name, types)}
+        return self._update(dataset_name, changes, False, pretty_response, cascade, None)
+
+    def _merged_types(self, name: str, types: Mapping[str, str]) -> dict[str, str]:
+        forced = self.client.get(name).get("parameters", {}).get("types")
+        return {**(forced if isinstance(forced, dict) else {}), **types}
 
     def create_dataset_type_sync(
         self,
@@ -479,8 +487,7 @@ class TransformDataType(_StepClient):
         body = self.body(name=name, parent_name=parent_name, types=dict(types), description=description, **options)
         return self._create(body, False, pretty_response, None)
 
-    def search_all_datatype(self, pretty_response: bool = False, *, skip: int = 0, limit: int = 100) -> Any:
-        return self.search_all(pretty_response, skip=skip, limit=limit)
+    search_all_datatype = _StepClient.search_all
 
     search_datatype_content = _StepClient.search_content
     delete_datatype = _StepClient.delete
@@ -545,8 +552,7 @@ class TransformProjection(_StepClient):
         body = self.body(name=name, parent_name=parent_name, fields=list(fields), description=description, **options)
         return self._create(body, False, pretty_response, None)
 
-    def search_all_projections(self, pretty_response: bool = False, *, skip: int = 0, limit: int = 100) -> Any:
-        return self.search_all(pretty_response, skip=skip, limit=limit)
+    search_all_projections = _StepClient.search_all
 
     def search_projection_content(
         self,
@@ -615,8 +621,7 @@ class ExploreHistogram(_StepClient):
         )
         return self._create(body, False, pretty_response, None)
 
-    def search_all_histograms(self, pretty_response: bool = False, *, skip: int = 0, limit: int = 100) -> Any:
-        return self.search_all(pretty_response, skip=skip, limit=limit)
+    search_all_histograms = _StepClient.search_all
 
     def search_histogram_content(
         self,
@@ -688,8 +693,7 @@ class _Model(_StepClient):
         body = self._model_body(name, module_path, class_name, class_parameters, description, options)
         return self._create(body, False, pretty_response, None)
 
-    def search_all_models(self, pretty_response: bool = False, *, skip: int = 0, limit: int = 100) -> Any:
-        return self.search_all(pretty_response, skip=skip, limit=limit)
+    search_all_models = _StepClient.search_all
 
     search_model = _StepClient.search_content
     search_model_content = _StepClient.search_content
@@ -699,7 +703,11 @@ class _Model(_StepClient):
 
 
 class _MethodStep(_StepClient):
-    """Steps that call ``method(**parameters)`` on the object stored by ``parent_name``."""
+    """Steps that call ``method_name(**parameters)`` on the object stored by ``parent_name``.
+
+    Train, tune, predict, evaluate and the tool transforms / explores share this one implementation;
+    each class only names it the Learning Orchestra way (``create_training_sync``, ...).
+    """
 
     field_aliases: ClassVar[dict[str, str]] = {"parameters": "methodParameters"}
 
@@ -727,15 +735,11 @@ class _MethodStep(_StepClient):
         )
         return self._create(body, sync, pretty_response, max_wait)
 
-
-class _Transform(_MethodStep):
-    service = "transform"
-
-    def create_transform_sync(
+    def create_method_sync(
         self,
         name: str,
         model_name: str | None,
-        parent_name: str,
+        parent_name: str | None,
         method_name: str,
         parameters: Mapping[str, Any] | None = None,
         description: str | None = None,
@@ -744,6 +748,12 @@ class _Transform(_MethodStep):
         max_wait: float | None = None,
         **options: Any,
     ) -> Any:
+        """Call ``method_name(**parameters)`` on the object of step ``parent_name``; wait; return the metadata.
+
+        ``model_name`` is informational (the original model step). ``options``: ``cache``, ``limits``, and
+        per service ``metrics`` (evaluate: scorer names) or ``module_path`` / ``class_name`` (explore: call a
+        library function or class method instead of a step's object).
+        """
         return self._method_step(
             True,
             name,
@@ -757,24 +767,29 @@ class _Transform(_MethodStep):
             options,
         )
 
-    def create_transform_async(
+    def create_method_async(
         self,
         name: str,
         model_name: str | None,
-        parent_name: str,
+        parent_name: str | None,
         method_name: str,
         parameters: Mapping[str, Any] | None = None,
         description: str | None = None,
         pretty_response: bool = False,
         **options: Any,
     ) -> Any:
+        """Like :meth:`create_method_sync` without waiting; returns the step URL."""
         return self._method_step(
             False, name, model_name, parent_name, method_name, parameters, description, pretty_response, None, options
         )
 
-    def search_all_transformations(self, pretty_response: bool = False, *, skip: int = 0, limit: int = 100) -> Any:
-        return self.search_all(pretty_response, skip=skip, limit=limit)
 
+class _Transform(_MethodStep):
+    service = "transform"
+
+    create_transform_sync = _MethodStep.create_method_sync
+    create_transform_async = _MethodStep.create_method_async
+    search_all_transformations = _StepClient.search_all
     search_transform_content = _StepClient.search_content
     delete_transform = _StepClient.delete
     update_transform_sync = _StepClient.update_sync
@@ -784,50 +799,14 @@ class _Transform(_MethodStep):
 class _Explore(_MethodStep):
     service = "explore"
 
-    def create_explore_sync(
-        self,
-        name: str,
-        model_name: str | None,
-        parent_name: str | None,
-        method_name: str,
-        parameters: Mapping[str, Any] | None = None,
-        description: str | None = None,
-        pretty_response: bool = False,
-        *,
-        max_wait: float | None = None,
-        **options: Any,
-    ) -> Any:
-        """``options`` may hold ``module_path`` / ``class_name`` to call a library function or class."""
-        return self._method_step(
-            True,
-            name,
-            model_name,
-            parent_name,
-            method_name,
-            parameters,
-            description,
-            pretty_response,
-            max_wait,
-            options,
-        )
-
-    def create_explore_async(
-        self,
-        name: str,
-        model_name: str | None,
-        parent_name: str | None,
-        method_name: str,
-        parameters: Mapping[str, Any] | None = None,
-        description: str | None = None,
-        pretty_response: bool = False,
-        **options: Any,
-    ) -> Any:
-        return self._method_step(
-            False, name, model_name, parent_name, method_name, parameters, description, pretty_response, None, options
-        )
-
-    def search_all_explores(self, pretty_response: bool = False, *, skip: int = 0, limit: int = 100) -> Any:
-        return self.search_all(pretty_response, skip=skip, limit=limit)
+    create_explore_sync = _MethodStep.create_method_sync
+    create_explore_async = _MethodStep.create_method_async
+    search_all_explores = _StepClient.search_all
+    search_explore_metadata = _StepClient.search_metadata
+    search_explore_content = _StepClient.search_content
+    delete_explore = _StepClient.delete
+    update_explore_sync = _StepClient.update_sync
+    update_explore_async = _StepClient.update_async
 
     def search_explore_image(self, name: str) -> bytes:
         """The first PNG the explore step produced."""
@@ -836,61 +815,13 @@ class _Explore(_MethodStep):
                 return self.client.read_artifact(name, str(artifact["name"]))
         raise NotFoundError(f"explore step {name!r} produced no image", status=404, code="not_found")
 
-    search_explore_metadata = _StepClient.search_metadata
-    search_explore_content = _StepClient.search_content
-    delete_explore = _StepClient.delete
-    update_explore_sync = _StepClient.update_sync
-    update_explore_async = _StepClient.update_async
-
 
 class _Train(_MethodStep):
     service = "train"
 
-    def create_training_sync(
-        self,
-        name: str,
-        model_name: str | None,
-        parent_name: str,
-        method_name: str,
-        parameters: Mapping[str, Any] | None = None,
-        description: str | None = None,
-        pretty_response: bool = False,
-        *,
-        max_wait: float | None = None,
-        **options: Any,
-    ) -> Any:
-        """Call ``method_name(**parameters)`` on the model ``parent_name`` and store the trained instance."""
-        return self._method_step(
-            True,
-            name,
-            model_name,
-            parent_name,
-            method_name,
-            parameters,
-            description,
-            pretty_response,
-            max_wait,
-            options,
-        )
-
-    def create_training_async(
-        self,
-        name: str,
-        model_name: str | None,
-        parent_name: str,
-        method_name: str,
-        parameters: Mapping[str, Any] | None = None,
-        description: str | None = None,
-        pretty_response: bool = False,
-        **options: Any,
-    ) -> Any:
-        return self._method_step(
-            False, name, model_name, parent_name, method_name, parameters, description, pretty_response, None, options
-        )
-
-    def search_all_trainings(self, pretty_response: bool = False, *, skip: int = 0, limit: int = 100) -> Any:
-        return self.search_all(pretty_response, skip=skip, limit=limit)
-
+    create_training_sync = _MethodStep.create_method_sync
+    create_training_async = _MethodStep.create_method_async
+    search_all_trainings = _StepClient.search_all
     search_training_content = _StepClient.search_content
     delete_training = _StepClient.delete
     update_training_sync = _StepClient.update_sync
@@ -900,50 +831,9 @@ class _Train(_MethodStep):
 class _Tune(_MethodStep):
     service = "tune"
 
-    def create_tune_sync(
-        self,
-        name: str,
-        model_name: str | None,
-        parent_name: str,
-        method_name: str,
-        parameters: Mapping[str, Any] | None = None,
-        description: str | None = None,
-        pretty_response: bool = False,
-        *,
-        max_wait: float | None = None,
-        **options: Any,
-    ) -> Any:
-        return self._method_step(
-            True,
-            name,
-            model_name,
-            parent_name,
-            method_name,
-            parameters,
-            description,
-            pretty_response,
-            max_wait,
-            options,
-        )
-
-    def create_tune_async(
-        self,
-        name: str,
-        model_name: str | None,
-        parent_name: str,
-        method_name: str,
-        parameters: Mapping[str, Any] | None = None,
-        description: str | None = None,
-        pretty_response: bool = False,
-        **options: Any,
-    ) -> Any:
-        return self._method_step(
-            False, name, model_name, parent_name, method_name, parameters, description, pretty_response, None, options
-        )
-
-    def search_all_tunes(self, pretty_response: bool = False, *, skip: int = 0, limit: int = 100) -> Any:
-        return self.search_all(pretty_response, skip=skip, limit=limit)
-
+    create_tune_sync = _MethodStep.create_method_sync
+    create_tune_async = _MethodStep.create_method_async
+    search_all_tunes = _StepClient.search_all
     search_tune_content = _StepClient.search_content
     delete_tune = _StepClient.delete
     update_tune_sync = _StepClient.update_sync
@@ -953,50 +843,9 @@ class _Tune(_MethodStep):
 class _Predict(_MethodStep):
     service = "predict"
 
-    def create_prediction_sync(
-        self,
-        name: str,
-        model_name: str | None,
-        parent_name: str,
-        method_name: str,
-        parameters: Mapping[str, Any] | None = None,
-        description: str | None = None,
-        pretty_response: bool = False,
-        *,
-        max_wait: float | None = None,
-        **options: Any,
-    ) -> Any:
-        return self._method_step(
-            True,
-            name,
-            model_name,
-            parent_name,
-            method_name,
-            parameters,
-            description,
-            pretty_response,
-            max_wait,
-            options,
-        )
-
-    def create_prediction_async(
-        self,
-        name: str,
-        model_name: str | None,
-        parent_name: str,
-        method_name: str,
-        parameters: Mapping[str, Any] | None = None,
-        description: str | None = None,
-        pretty_response: bool = False,
-        **options: Any,
-    ) -> Any:
-        return self._method_step(
-            False, name, model_name, parent_name, method_name, parameters, description, pretty_response, None, options
-        )
-
-    def search_all_predictions(self, pretty_response: bool = False, *, skip: int = 0, limit: int = 100) -> Any:
-        return self.search_all(pretty_response, skip=skip, limit=limit)
-
+    create_prediction_sync = _MethodStep.create_method_sync
+    create_prediction_async = _MethodStep.create_method_async
+    search_all_predictions = _StepClient.search_all
     search_prediction_content = _StepClient.search_content
     delete_prediction = _StepClient.delete
     update_prediction_sync = _StepClient.update_sync
@@ -1006,63 +855,9 @@ class _Predict(_MethodStep):
 class _Evaluate(_MethodStep):
     service = "evaluate"
 
-    def create_evaluate_sync(
-        self,
-        name: str,
-        model_name: str | None,
-        parent_name: str,
-        method_name: str,
-        parameters: Mapping[str, Any] | None = None,
-        description: str | None = None,
-        pretty_response: bool = False,
-        *,
-        metrics: list[str] | None = None,
-        max_wait: float | None = None,
-        **options: Any,
-    ) -> Any:
-        """``metrics``: names of metrics the server computes besides the method's return value."""
-        return self._method_step(
-            True,
-            name,
-            model_name,
-            parent_name,
-            method_name,
-            parameters,
-            description,
-            pretty_response,
-            max_wait,
-            {**options, "metrics": metrics},
-        )
-
-    def create_evaluate_async(
-        self,
-        name: str,
-        model_name: str | None,
-        parent_name: str,
-        method_name: str,
-        parameters: Mapping[str, Any] | None = None,
-        description: str | None = None,
-        pretty_response: bool = False,
-        *,
-        metrics: list[str] | None = None,
-        **options: Any,
-    ) -> Any:
-        return self._method_step(
-            False,
-            name,
-            model_name,
-            parent_name,
-            method_name,
-            parameters,
-            description,
-            pretty_response,
-            None,
-            {**options, "metrics": metrics},
-        )
-
-    def search_all_evaluates(self, pretty_response: bool = False, *, skip: int = 0, limit: int = 100) -> Any:
-        return self.search_all(pretty_response, skip=skip, limit=limit)
-
+    create_evaluate_sync = _MethodStep.create_method_sync
+    create_evaluate_async = _MethodStep.create_method_async
+    search_all_evaluates = _StepClient.search_all
     search_evaluate_content = _StepClient.search_content
     delete_evaluate = _StepClient.delete
     update_evaluate_sync = _StepClient.update_sync
@@ -1139,19 +934,7 @@ class _CodeStep(_StepClient):
         body = self.body(name=name, code=code, parameters=dict(parameters or {}), description=description, **options)
         return self._create(body, sync, pretty_response, max_wait)
 
-    def search_all_executions(self, pretty_response: bool = False, *, skip: int = 0, limit: int = 100) -> Any:
-        return self.search_all(pretty_response, skip=skip, limit=limit)
-
-    search_execution_content = _StepClient.search_content
-    delete_execution = _StepClient.delete
-
-
-class FunctionPython(_CodeStep):
-    """``function/python``: run Python code as a step (``code=`` or ``code_url=``)."""
-
-    service = "function"
-
-    def run_function_sync(
+    def run_code_sync(
         self,
         name: str,
         parameters: Mapping[str, Any] | None = None,
@@ -1162,10 +945,13 @@ class FunctionPython(_CodeStep):
         max_wait: float | None = None,
         **options: Any,
     ) -> Any:
-        """Run ``code`` with ``parameters`` (``"$step"`` references resolved) as globals; wait; metadata."""
+        """Run ``code`` with ``parameters`` (``"$step"`` references resolved) as globals; wait; metadata.
+
+        ``options``: ``code_url`` (instead of ``code``), ``cache``, ``limits``.
+        """
         return self._run_code(True, name, parameters, code, description, pretty_response, max_wait, options)
 
-    def run_function_async(
+    def run_code_async(
         self,
         name: str,
         parameters: Mapping[str, Any] | None = None,
@@ -1174,8 +960,21 @@ class FunctionPython(_CodeStep):
         pretty_response: bool = False,
         **options: Any,
     ) -> Any:
+        """Like :meth:`run_code_sync` without waiting; returns the step URL."""
         return self._run_code(False, name, parameters, code, description, pretty_response, None, options)
 
+    search_all_executions = _StepClient.search_all
+    search_execution_content = _StepClient.search_content
+    delete_execution = _StepClient.delete
+
+
+class FunctionPython(_CodeStep):
+    """``function/python``: run Python code as a step."""
+
+    service = "function"
+
+    run_function_sync = _CodeStep.run_code_sync
+    run_function_async = _CodeStep.run_code_async
     update_function_sync = _StepClient.update_sync
     update_function_async = _StepClient.update_async
 
@@ -1185,32 +984,11 @@ class BuilderPython(_CodeStep):
 
     service = "builder"
 
-    def run_python_sync(
-        self,
-        name: str,
-        parameters: Mapping[str, Any] | None = None,
-        code: str | None = None,
-        description: str | None = None,
-        pretty_response: bool = False,
-        *,
-        max_wait: float | None = None,
-        **options: Any,
-    ) -> Any:
-        return self._run_code(True, name, parameters, code, description, pretty_response, max_wait, options)
-
-    def run_python_async(
-        self,
-        name: str,
-        parameters: Mapping[str, Any] | None = None,
-        code: str | None = None,
-        description: str | None = None,
-        pretty_response: bool = False,
-        **options: Any,
-    ) -> Any:
-        return self._run_code(False, name, parameters, code, description, pretty_response, None, options)
-
-    def search_all_builders(self, pretty_response: bool = False, *, skip: int = 0, limit: int = 100) -> Any:
-        return self.search_all(pretty_response, skip=skip, limit=limit)
+    run_python_sync = _CodeStep.run_code_sync
+    run_python_async = _CodeStep.run_code_async
+    search_all_builders = _StepClient.search_all
+    update_builder_sync = _StepClient.update_sync
+    update_builder_async = _StepClient.update_async
 
     def search_builder(self, builder_name: str, pretty_response: bool = False) -> Any:
         return self.search_metadata(builder_name, pretty_response)
@@ -1243,30 +1021,44 @@ class BuilderPython(_CodeStep):
 
     def search_report(self, file_name: str, name: str | None = None) -> str:
         """The text of a file the builder code wrote (see :meth:`search_builder_register_predictions`)."""
-        step = name or self._last_name or self._find_step_with_artifact(file_name)
-        return self.client.read_artifact(step, file_name).decode("utf-8", errors="replace")
+        if name or self._last_name:
+            step = str(name or self._last_name)
+            artifact = _artifact_named(self.client.artifacts(step), file_name)
+            if artifact is None:
+                raise NotFoundError(f"builder step {step!r} wrote no file named {file_name!r}", 404, "not_found")
+        else:
+            step, artifact = self._find_step_with_artifact(file_name)
+        return self.client.read_artifact(step, artifact).decode("utf-8", errors="replace")
 
-    def _find_step_with_artifact(self, file_name: str) -> str:
+    def _find_step_with_artifact(self, file_name: str) -> tuple[str, str]:
         steps = sorted(
             self.client.list_tool(self.service, self.tool),
             key=lambda item: str(item.get("updatedAt") or ""),
             reverse=True,
         )
         for metadata in steps[:20]:
-            artifacts = self.client.artifacts(str(metadata["name"]))
-            if any(artifact.get("name") == file_name for artifact in artifacts):
-                return str(metadata["name"])
-        raise NotFoundError(f"no builder step produced a file named {file_name!r}", status=404, code="not_found")
+            artifact = _artifact_named(self.client.artifacts(str(metadata["name"])), file_name)
+            if artifact is not None:
+                return str(metadata["name"]), artifact
+        raise NotFoundError(f"no builder step wrote a file named {file_name!r}", status=404, code="not_found")
 
-    update_builder_sync = _StepClient.update_sync
-    update_builder_async = _StepClient.update_async
+
+def _artifact_named(artifacts: list[dict[str, Any]], file_name: str) -> str | None:
+    """The artifact path of a file the code wrote: ``file_name`` itself, else ``files/<file_name>``, else the
+    one whose base name it is."""
+    names = [str(artifact.get("name", "")) for artifact in artifacts]
+    for candidate in (file_name, f"files/{file_name}"):
+        if candidate in names:
+            return candidate
+    matches = [name for name in names if name.rsplit("/", 1)[-1] == file_name]
+    return matches[0] if len(matches) == 1 else None
 
 
 class BuilderPycaret(BuilderPython):
     """The seed's ``BuilderPycaret``: the same builder step, with the ``run_pycaret_*`` spellings."""
 
-    run_pycaret_sync = BuilderPython.run_python_sync
-    run_pycaret_async = BuilderPython.run_python_async
+    run_pycaret_sync = _CodeStep.run_code_sync
+    run_pycaret_async = _CodeStep.run_code_async
 
 
 # ----- AutoML ---------------------------------------------------------------------------------------
@@ -1346,8 +1138,7 @@ class _AutoML(_StepClient):
         )
         return self._create(body, False, pretty_response, None)
 
-    def search_all_automl(self, pretty_response: bool = False, *, skip: int = 0, limit: int = 100) -> Any:
-        return self.search_all(pretty_response, skip=skip, limit=limit)
+    search_all_automl = _StepClient.search_all
 
     def leaderboard_name(self, name: str) -> str:
         """The name of the leaderboard dataset an automl step derived."""

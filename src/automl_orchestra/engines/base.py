@@ -43,7 +43,7 @@ class StepContext:
     def __init__(self, job: JobSpec, store: ArtifactStore, output_dir: Path) -> None:
         self.job = job
         self.store = store
-        self.work_dir = Path(job.work_dir)
+        self.work_dir = job_cwd(job)
         self.output_dir = output_dir
         self._cache: dict[str, Any] = {}
         self.on_progress: Callable[[float | None, str], None] = lambda _fraction, _message: None
@@ -148,6 +148,11 @@ def load_output(store: ArtifactStore, ref: OutputRef) -> Any:
     if not local.exists():
         store.fs.get(store.path(ref.prefix), str(local), recursive=True)
     return engine.load(ref, local)
+
+
+def job_cwd(job: JobSpec) -> Path:
+    """The step's working directory: empty at start, beside (not holding) the worker's logs and output."""
+    return Path(job.work_dir) / "cwd"
 
 
 def current_environment() -> str:

@@ -14,6 +14,7 @@ import socket
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+from typing import Any
 from urllib.parse import unquote
 
 import httpx
@@ -133,7 +134,10 @@ def _stream(
         for _hop in range(MAX_REDIRECTS + 1):
             target, address = check_url(current, allow_hosts, only_hosts)
             try:
-                with client.stream("GET", _pinned(target, address), **_pinning_options(target)) as response:
+                headers, extensions = _pinning(target)
+                with client.stream(
+                    "GET", target.copy_with(host=address), headers=headers, extensions=extensions
+                ) as response:
                     if response.is_redirect:
                         current = _redirect_target(target, response)
                         continue
@@ -150,16 +154,10 @@ def _stream(
     raise StepError(f"download of {url!r} failed: more than {MAX_REDIRECTS} redirects")
 
 
-def _pinned(target: httpx.URL, address: str) -> httpx.URL:
-    return target.copy_with(host=address)
-
-
-def _pinning_options(target: httpx.URL) -> dict[str, object]:
+def _pinning(target: httpx.URL) -> tuple[dict[str, str], dict[str, Any]]:
     # The request goes to the checked IP; Host and TLS SNI (hence certificate checks) keep the real name.
-    options: dict[str, object] = {"headers": {"Host": target.netloc.decode("ascii")}}
-    if target.scheme == "https":
-        options["extensions"] = {"sni_hostname": target.host}
-    return options
+    extensions: dict[str, Any] = {"sni_hostname": target.host} if target.scheme == "https" else {}
+    return {"Host": target.netloc.decode("ascii")}, extensions
 
 
 def _redirect_target(target: httpx.URL, response: httpx.Response) -> str:

@@ -68,9 +68,7 @@ def _is_text(data_type: pa.DataType) -> bool:
 
 def _is_binary(data_type: pa.DataType) -> bool:
     types = pa.types
-    return bool(
-        types.is_binary(data_type) or types.is_large_binary(data_type) or types.is_fixed_size_binary(data_type)
-    )
+    return bool(types.is_binary(data_type) or types.is_large_binary(data_type) or types.is_fixed_size_binary(data_type))
 
 
 def _is_list(data_type: pa.DataType) -> bool:
@@ -175,8 +173,7 @@ def _to_integer(array: pa.Array) -> pa.Array:
 
 
 def _integral_floats(values: pa.Array) -> pa.Array:
-    # NaN is pandas' spelling of "missing", so it becomes null instead of failing the cast.
-    values = pc.if_else(pc.is_nan(values), pa.scalar(None, pa.float64()), values)
+    values = _nan_to_null(values)
     fractional = pc.or_(pc.invert(pc.is_finite(values)), pc.not_equal(values, pc.floor(values)))
     index = _first_true(fractional)
     if index is not None:
@@ -194,18 +191,19 @@ def _to_boolean(array: pa.Array) -> pa.Array:
     if pa.types.is_null(array.type):
         return pc.cast(array, pa.bool_())
     if _is_text(array.type):
-        words = pc.utf8_lower(_blank_to_null(array))
-        true, false = pc.is_in(words, pa.array(TRUE_WORDS)), pc.is_in(words, pa.array(FALSE_WORDS))
+        values = pc.utf8_lower(_blank_to_null(array))
+        true, false = pc.is_in(values, pa.array(TRUE_WORDS)), pc.is_in(values, pa.array(FALSE_WORDS))
     elif is_numeric(array.type):
-        numbers = pc.cast(array, pa.float64())
-        true, false = pc.equal(numbers, 1.0), pc.equal(numbers, 0.0)
+        values = _nan_to_null(pc.cast(array, pa.float64()))
+        true, false = pc.equal(values, 1.0), pc.equal(values, 0.0)
     else:
         return pc.cast(array, pa.bool_())
-    invalid = pc.and_(pc.is_valid(array), pc.invert(pc.or_(true, false)))
+    present = pc.is_valid(values)  # is_in() says False, not null, for a null: keep nulls null
+    invalid = pc.and_(present, pc.invert(pc.or_(true, false)))
     index = _first_true(invalid)
     if index is not None:
         raise _BadValue(index, array[index].as_py())
-    return pc.if_else(pc.is_valid(true), true, pa.scalar(None, pa.bool_()))
+    return pc.if_else(present, true, pa.scalar(None, pa.bool_()))
 
 
 _CASTERS: dict[str, Callable[[pa.Array], pa.Array]] = {
@@ -214,6 +212,11 @@ _CASTERS: dict[str, Callable[[pa.Array], pa.Array]] = {
     "string": _to_string,
     "boolean": _to_boolean,
 }
+
+
+def _nan_to_null(values: pa.Array) -> pa.Array:
+    # NaN is pandas' spelling of "missing": it becomes null instead of failing an integer/boolean cast.
+    return pc.if_else(pc.is_nan(values), pa.scalar(None, pa.float64()), values)
 
 
 def _blank_to_null(array: pa.Array) -> pa.Array:
@@ -279,6 +282,10 @@ class ParquetSink:
         self._writer: pq.ParquetWriter | None = None
 
     def write(self, batch: pa.RecordBatch) -> None:
+        if batch.schema.metadata:
+            # pandas' schema metadata describes the *source* table's columns and dtypes; after a projection
+            # or a cast it would be wrong, and pandas trusts it when reading (e.g. restoring an Int64 dtype).
+            batch = batch.replace_schema_metadata(None)
         if self._writer is None:
             self._writer = pq.ParquetWriter(str(self.path), batch.schema)
         elif batch.schema != self._writer.schema:

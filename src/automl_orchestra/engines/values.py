@@ -84,7 +84,8 @@ def _write(value: Any, out_dir: Path) -> tuple[OutputKind, list[str] | None]:
     try:
         document = to_json_value(value)
     except NotJsonError:
-        return "object", _write_object(value, out_dir)
+        _write_object(value, out_dir)
+        return "object", None
     write_json(out_dir / JSON_FILE, document)
     return "json", [str(key) for key in document] if isinstance(document, dict) else None
 
@@ -225,7 +226,7 @@ def to_json_value(value: Any) -> Any:
     raise NotJsonError(type(value).__name__)
 
 
-def json_safe(value: Any, limit: int = 200) -> Any:
+def readable_json(value: Any, limit: int = 200) -> Any:
     """Like :func:`to_json_value` but never fails: what has no JSON form is shown by its ``repr``.
 
     For metadata (estimator parameters and the like), where a readable description beats an error.
@@ -235,18 +236,18 @@ def json_safe(value: Any, limit: int = 200) -> Any:
     except NotJsonError:
         pass
     if isinstance(value, dict):
-        return {str(key): json_safe(item, limit) for key, item in value.items()}
+        return {str(key): readable_json(item, limit) for key, item in value.items()}
     if isinstance(value, list | tuple):
-        return [json_safe(item, limit) for item in value]
+        return [readable_json(item, limit) for item in value]
     if isinstance(value, np.ndarray) and value.size <= 100:
-        return json_safe(value.tolist(), limit)
+        return readable_json(value.tolist(), limit)
     return _short_repr(value, limit)
 
 
 def _short_repr(value: Any, limit: int) -> str:
     try:
         text = repr(value)
-    except Exception as exc:  # a broken __repr__ must not fail the step that produced a good value
+    except Exception as exc:  # noqa: BLE001 - a broken __repr__ must not fail a step with a good value
         text = f"<{type(value).__name__}: repr failed: {exc}>"
     return text if len(text) <= limit else text[: limit - 3] + "..."
 

@@ -142,8 +142,8 @@ def _job_environment(job: JobSpec, work_dir: Path) -> Iterator[None]:
     os.environ.update(
         {
             "TMPDIR": str(scratch),
-            "MPLCONFIGDIR": str(work_dir / ".matplotlib"),
-            "KERAS_HOME": str(work_dir / ".keras"),
+            "MPLCONFIGDIR": str(scratch / "matplotlib"),
+            "KERAS_HOME": str(scratch / "keras"),
             "OMP_NUM_THREADS": threads,
             "OPENBLAS_NUM_THREADS": threads,
             "MKL_NUM_THREADS": threads,
@@ -156,7 +156,9 @@ def _job_environment(job: JobSpec, work_dir: Path) -> Iterator[None]:
     with open(work_dir / STDOUT_LOG, "ab") as out, open(work_dir / STDERR_LOG, "ab") as err:
         os.dup2(out.fileno(), 1)
         os.dup2(err.fileno(), 2)
-        os.chdir(work_dir)
+        cwd = work_dir / "cwd"
+        cwd.mkdir(exist_ok=True)
+        os.chdir(cwd)
         try:
             with _thread_limits(int(threads)):
                 yield

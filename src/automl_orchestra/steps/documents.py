@@ -44,7 +44,8 @@ def step_document(step: Step, parents: list[str] | None = None) -> dict[str, Any
     }
     meta = dict(step.meta or {})
     doc["metrics"] = meta.pop("metrics", {})
-    doc.update(meta)
+    # What the engine reported joins the document, but never replaces the step's own fields.
+    doc.update({key: value for key, value in meta.items() if key not in doc})
     return doc
 
 

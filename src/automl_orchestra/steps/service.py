@@ -155,14 +155,16 @@ class StepService:
                 limits=new.limits,
                 meta={},
             )
-            session.add(step)
-            session.flush()
-            session.add_all(edges)
-            for output in derived:
-                session.add(_derived_step(new.name, output))
-                session.add(Edge(parent=new.name, child=derived_name(new.name, output), reference=DERIVED_EDGE))
-            self._queue_run(session, step)
             try:
+                session.add(step)
+                session.add_all([_derived_step(new.name, output) for output in derived])
+                session.flush()  # step rows before the edges and runs that point at them
+                session.add_all(edges)
+                session.add_all(
+                    Edge(parent=new.name, child=derived_name(new.name, output), reference=DERIVED_EDGE)
+                    for output in derived
+                )
+                self._queue_run(session, step)
                 session.commit()
             except IntegrityError as exc:  # a concurrent request took the name between check and insert
                 session.rollback()

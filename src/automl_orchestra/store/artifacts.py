@@ -42,7 +42,10 @@ class ArtifactStore:
         return bool(self.fs.exists(self.path(key)))
 
     def open(self, key: str, mode: str = "rb") -> IO[Any]:
-        return self.fs.open(self.path(key), mode)
+        path = self.path(key)
+        if "w" in mode:
+            self.fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
+        return self.fs.open(path, mode)
 
     def size(self, key: str) -> int:
         return int(self.fs.size(self.path(key)))
@@ -102,8 +105,7 @@ class ArtifactStore:
         """Atomic single-file write (temp name + rename)."""
         path = self.path(key)
         tmp = f"{path}.tmp-{uuid.uuid4().hex}"
-        if self.is_local:
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        self.fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
         with self.fs.open(tmp, "wb") as handle:
             handle.write(data)
         self.fs.mv(tmp, path)

@@ -1,0 +1,284 @@
+"""The ``flaml`` tool: FLAML's ``AutoML`` through the Learning Orchestra services, and the declarative
+``automl`` service (dataset + target + budget -> best model, leaderboard, metrics).
+
+``flaml`` itself is imported inside the functions that need it: loading this module (to unpickle a
+:class:`FlamlModel`, or to read a JSON output this engine wrote) must not cost FLAML's 2-3 s import.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.base import BaseEstimator
+from sklearn.utils import ClassifierTags, RegressorTags, Tags
+
+from automl_orchestra.engines import params as p
+from automl_orchestra.engines import registry
+from automl_orchestra.engines.base import StepContext, StepError, StepResult
+from automl_orchestra.engines.calls import MethodEngine, as_scalar, fitted_summary
+from automl_orchestra.engines.columns import as_categories, select_features, text_columns
+from automl_orchestra.engines.values import readable_json
+
+TASKS = ("classification", "regression")
+# Metrics FLAML maximises: it minimises loss = 1 - metric for them (flaml/automl/automl.py,
+# is_to_reverse_metric); every other metric (rmse, mae, mse, log_loss, mape) is itself the loss.
+MAXIMIZED_METRICS = frozenset(
+    {
+        "r2", "accuracy", "roc_auc", "roc_auc_ovr", "roc_auc_ovo", "roc_auc_weighted", "roc_auc_ovr_weighted",
+        "roc_auc_ovo_weighted", "f1", "ap", "micro_f1", "macro_f1",
+    }
+)  # fmt: skip
+# fit() arguments the step sets from its own parameters; passing them in "options" would be ambiguous.
+RESERVED_OPTIONS = frozenset(
+    {"X_train", "y_train", "dataframe", "label", "task", "time_budget", "metric", "seed", "n_jobs"}
+)
+LOG_FILE = "flaml.log"
+
+
+class FlamlModel(BaseEstimator):
+    """A fitted ``flaml.AutoML`` that remembers its feature columns and how to prepare them.
+
+    ``predict`` accepts the same kind of table the step trained on (target and excluded columns may still
+    be there): it selects the feature columns and casts the text ones to categories, as during training.
+    A scikit-learn estimator (with classifier/regressor tags), so ``evaluate`` metrics work on it.
+    """
+
+    def __init__(
+        self,
+        automl: Any = None,
+        feature_names: list[str] | None = None,
+        categorical: list[str] | None = None,
+        target_name: str | None = None,
+        task: str = "classification",
+    ) -> None:
+        self.automl = automl
+        self.feature_names = feature_names or []
+        self.categorical = categorical or []
+        self.target_name = target_name
+        self.task = task
+
+    @property
+    def best_estimator(self) -> str | None:
+        return getattr(self.automl, "best_estimator", None)
+
+    @property
+    def best_config(self) -> dict[str, Any] | None:
+        return getattr(self.automl, "best_config", None)
+
+    @property
+    def classes_(self) -> Any:
+        return self.automl.classes_
+
+    def __sklearn_is_fitted__(self) -> bool:
+        return self.best_estimator is not None
+
+    def features(self, X: Any) -> pd.DataFrame:
+        if not isinstance(X, pd.DataFrame):
+            X = pd.DataFrame(np.asarray(X), columns=self.feature_names)
+        missing = [name for name in self.feature_names if name not in X.columns]
+        if missing:
+            raise StepError(f"the data lacks the model's feature column(s) {missing}")
+        return as_categories(X[self.feature_names], self.categorical)
+
+    def predict(self, X: Any, **kwargs: Any) -> np.ndarray:
+        return np.asarray(self.automl.predict(self.features(X), **kwargs))
+
+    def predict_proba(self, X: Any, **kwargs: Any) -> np.ndarray:
+        return np.asarray(self.automl.predict_proba(self.features(X), **kwargs))
+
+    def score(self, X: Any, y: Any, **kwargs: Any) -> float:
+        return float(self.automl.score(self.features(X), y, **kwargs))
+
+    def __sklearn_tags__(self) -> Tags:
+        tags = super().__sklearn_tags__()
+        if self.task == "classification":
+            tags.estimator_type = "classifier"
+            tags.classifier_tags = ClassifierTags()
+        else:
+            tags.estimator_type = "regressor"
+            tags.regressor_tags = RegressorTags()
+        tags.target_tags.required = True
+        return tags
+
+    def __repr__(self, N_CHAR_MAX: int = 700) -> str:
+        return (
+            f"FlamlModel(best_estimator={self.best_estimator!r}, task={self.task!r}, "
+            f"target={self.target_name!r}, features={len(self.feature_names)})"
+        )
+
+
+class FlamlEngine(MethodEngine):
+    name = "flaml"
+    allowed_modules = registry.ENGINES["flaml"].allowed_modules
+    default_module = "flaml"
+    default_class = "AutoML"
+
+    def configure(self, factory: Callable[..., Any], kwargs: dict[str, Any], ctx: StepContext) -> dict[str, Any]:
+        kwargs = super().configure(factory, kwargs, ctx)
+        if getattr(factory, "__name__", "") == "AutoML":
+            # FLAML logs to MLflow whenever MLflow is installed and a run is active: never wanted here.
+            kwargs.setdefault("mlflow_logging", False)
+        return kwargs
+
+    def summarize(self, fitted: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+        metadata, metrics = fitted_summary(fitted)
+        automl = fitted.automl if isinstance(fitted, FlamlModel) else fitted
+        learner = getattr(automl, "best_estimator", None)
+        if learner:
+            metadata["bestLearner"] = learner
+            metadata["bestConfig"] = readable_json(automl.best_config)
+            loss = _finite(getattr(automl, "best_loss", None))
+            if loss is not None:
+                metadata["bestLoss"] = metrics["bestLoss"] = loss
+        return metadata, metrics
+
+    def automl(self, ctx: StepContext) -> StepResult:
+        settings = _AutomlSettings(ctx)
+        frame = ctx.load_step(settings.parent)
+        if not isinstance(frame, pd.DataFrame):
+            raise StepError(f"step {settings.parent!r} is not a dataset (table): it holds {type(frame).__name__}")
+        if settings.target not in frame.columns:
+            raise StepError(f"target {settings.target!r} is not a column of {settings.parent!r}: {list(frame.columns)}")
+        frame = frame[frame[settings.target].notna()]
+        if frame.empty:
+            raise StepError(f"every row of {settings.parent!r} has a missing target {settings.target!r}")
+        decision = select_features(
+            frame.drop(columns=[settings.target]),
+            auto_exclude=settings.auto_exclude,
+            exclude=settings.exclude,
+            keep=settings.keep,
+        )
+        for column, reason in decision.excluded.items():
+            print(f"excluding column {column!r}: {reason}", flush=True)
+        categorical = text_columns(frame[decision.used])
+        features = as_categories(frame[decision.used], categorical)
+
+        from flaml import AutoML
+
+        automl = AutoML()
+        automl.fit(X_train=features, y_train=frame[settings.target], **settings.fit_arguments(ctx))
+        if automl.best_estimator is None:
+            raise StepError(
+                f"no model finished training within the time budget of {settings.time_budget:g} s; raise timeBudget"
+            )
+        model = FlamlModel(automl, decision.used, categorical, settings.target, settings.task)
+        board = leaderboard(automl, settings.metric)
+        metric = resolved_metric(automl, settings.metric)
+        best_loss = _finite(automl.best_loss)
+        best_score = _score_from_loss(best_loss, metric)
+        metadata = {
+            "bestLearner": automl.best_estimator,
+            "bestConfig": readable_json(automl.best_config),
+            "bestLoss": best_loss,
+            "bestScore": best_score,
+            "metric": metric,
+            "task": settings.task,
+            "timeBudget": settings.time_budget,
+            "timeToBest": _finite(getattr(automl, "time_to_find_best_model", None)),
+            "columns": decision.as_metadata(),
+            "trainRows": len(frame),
+            "learners": len(board),
+            "bestConfigTrainTime": _finite(getattr(automl, "best_config_train_time", None)),
+        }
+        metrics: dict[str, Any] = {"bestScore": best_score, "bestLoss": best_loss}
+        if getattr(getattr(automl, "_state", None), "eval_method", None) == "cv":
+            metrics["cvScore"] = best_score
+        return StepResult(value=model, metadata=metadata, metrics=metrics, derived={"leaderboard": board})
+
+
+class _AutomlSettings:
+    """The ``automl/flaml`` parameters, validated."""
+
+    def __init__(self, ctx: StepContext) -> None:
+        params = ctx.params
+        self.parent = p.require_str(params, "parentName")
+        self.target = p.require_str(params, "target")
+        self.task = p.optional_str(params, "task", "classification") or "classification"
+        if self.task not in TASKS:
+            raise StepError(f"task {self.task!r} is not one of {list(TASKS)}")
+        self.metric = p.optional_str(params, "metric", "auto") or "auto"
+        self.seed = p.optional_int(params, "seed", 1)
+        self.auto_exclude = p.optional_bool(params, "autoExclude", True)
+        self.exclude = p.optional_str_list(params, "excludeColumns") or []
+        self.keep = p.optional_str_list(params, "keepColumns") or []
+        self.options = ctx.resolve(p.optional_dict(params, "options"))
+        clashes = sorted(RESERVED_OPTIONS & set(self.options))
+        if clashes:
+            raise StepError(f"options {clashes} are set by the step itself; use its top-level parameters")
+        requested = p.optional_number(params, "timeBudget", 60.0, minimum=1.0)
+        self.time_budget = bounded_budget(requested, ctx.time_budget_s)
+        if self.time_budget < requested:
+            print(f"timeBudget {requested:g} s lowered to {self.time_budget:g} s to fit the step timeout", flush=True)
+
+    def fit_arguments(self, ctx: StepContext) -> dict[str, Any]:
+        return {
+            "task": self.task,
+            "time_budget": self.time_budget,
+            "metric": self.metric,
+            "seed": self.seed,
+            "n_jobs": ctx.cpus,
+            "verbose": 1,
+            "log_file_name": str(ctx.work_dir / LOG_FILE),
+            "mlflow_logging": False,
+            # Retrain the best config on all rows only when it fits in the budget: the budget is a promise.
+            "retrain_full": "budget",
+            **self.options,
+        }
+
+
+def bounded_budget(requested: float, step_timeout: float) -> float:
+    """The search budget: what was asked, but leaving headroom under the hard step timeout for loading the
+    data, the final retraining and saving the model (the worker is killed at the timeout, losing it all)."""
+    headroom = max(10.0, 0.1 * step_timeout)
+    return max(1.0, min(requested, step_timeout - headroom))
+
+
+def resolved_metric(automl: Any, requested: str) -> str:
+    if requested != "auto":
+        return requested
+    return str(getattr(getattr(automl, "_state", None), "metric", requested))
+
+
+def leaderboard(automl: Any, requested_metric: str) -> pd.DataFrame:
+    """One row per learner FLAML tried, best first: loss, score, config, timing, iterations."""
+    metric = resolved_metric(automl, requested_metric)
+    configs = automl.best_config_per_estimator
+    states = getattr(automl, "_search_states", {})  # FLAML's per-learner bookkeeping (timing, iterations)
+    rows = []
+    for learner, loss in automl.best_loss_per_estimator.items():
+        state = states.get(learner)
+        iterations = int(getattr(state, "total_iter", 0) or 0)
+        if state is not None and iterations == 0:
+            continue  # listed but never tried within the budget
+        best_loss = _finite(loss)
+        rows.append(
+            {
+                "learner": learner,
+                "bestLoss": best_loss,
+                "bestScore": _score_from_loss(best_loss, metric),
+                "bestConfig": json.dumps(readable_json(configs.get(learner)), sort_keys=True),
+                "timeToBest": _finite(getattr(state, "time_best_found", None)),
+                "totalTime": _finite(getattr(state, "total_time_used", None)),
+                "iterations": iterations,
+            }
+        )
+    columns = ["learner", "bestLoss", "bestScore", "bestConfig", "timeToBest", "totalTime", "iterations"]
+    board = pd.DataFrame(rows, columns=columns)
+    board = board.sort_values("bestLoss", na_position="last", kind="stable").reset_index(drop=True)
+    return board.astype({"bestLoss": "float64", "bestScore": "float64", "iterations": "int64"})
+
+
+def _score_from_loss(loss: float | None, metric: str) -> float | None:
+    if loss is None:
+        return None
+    return 1.0 - loss if metric in MAXIMIZED_METRICS or metric.startswith("ndcg") else loss
+
+
+def _finite(value: Any) -> float | None:
+    number = as_scalar(value)
+    return number if number is not None and math.isfinite(number) else None
