@@ -129,11 +129,20 @@ class Server:
             self._home = None
 
 
-def wait_for_idle_workers(server: Server, count: int = 1, timeout: float = 60.0) -> None:
-    """Wait until the server has ``count`` worker processes (the warm pool is filled in the background)."""
+def wait_for_warm_pool(server: Server, count: int = 1, timeout: float = 90.0) -> None:
+    """Wait until ``count`` workers exist and have finished preloading (their memory stops growing).
+
+    A step sent before the warm pool is ready starts a worker of its own, which then stays in the pool too:
+    benchmarks wait, so that they measure the steady state rather than the start-up.
+    """
     deadline = time.monotonic() + timeout
-    while len(worker_processes(server.pid)) < count and time.monotonic() < deadline:
-        time.sleep(0.1)
+    previous, steady = -1, 0
+    while time.monotonic() < deadline and steady < 3:
+        workers = worker_processes(server.pid)
+        total = sum(rss_by_pid(worker, tree=False).get(worker.pid, 0) for worker in workers)
+        steady = steady + 1 if len(workers) >= count and total == previous else 0
+        previous = total
+        time.sleep(0.2)
 
 
 def worker_processes(root: int) -> list[psutil.Process]:
@@ -237,7 +246,10 @@ class RssSampler:
 
 
 def rss_by_pid(root: psutil.Process, tree: bool = True) -> dict[int, int]:
-    processes = [root, *(root.children(recursive=True) if tree else [])]
+    try:
+        processes = [root, *(root.children(recursive=True) if tree else [])]
+    except psutil.Error:  # the root has ended
+        return {}
     sizes = {}
     for process in processes:
         try:
@@ -307,13 +319,22 @@ Column = tuple[str, str, str]  # (key, header, format spec)
 
 
 def format_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[Column]) -> str:
+    """A plain-text table; ``None`` prints as ``-``."""
     cells = [[_cell(row.get(key), spec) for key, _header, spec in columns] for row in rows]
     headers = [header for _key, header, _spec in columns]
     widths = [max(len(text) for text in (header, *(line[i] for line in cells))) for i, header in enumerate(headers)]
-    lines = ["  ".join(text.rjust(width) for text, width in zip(headers, widths, strict=True))]
-    lines.append("  ".join("-" * width for width in widths))
-    lines += ["  ".join(text.rjust(width) for text, width in zip(line, widths, strict=True)) for line in cells]
+    lines = [_line(headers, widths), "  ".join("-" * width for width in widths)]
+    lines += [_line(line, widths) for line in cells]
     return "\n".join(lines)
+
+
+def _line(texts: Sequence[str], widths: Sequence[int]) -> str:
+    """The first column left-aligned (labels), the others right-aligned (numbers)."""
+    aligned = [
+        text.ljust(width) if i == 0 else text.rjust(width)
+        for i, (text, width) in enumerate(zip(texts, widths, strict=True))
+    ]
+    return "  ".join(aligned)
 
 
 def _cell(value: Any, spec: str) -> str:

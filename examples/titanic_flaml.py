@@ -64,7 +64,10 @@ def main(budget: float) -> None:
             {"measure": "best learner", "value": found["bestLearner"]},
             {"measure": f"validation accuracy ({validation})", "value": f"{found['bestScore']:.4f}"},
             {"measure": "columns excluded automatically", "value": excluded},
-            {"measure": "test accuracy (evaluate step, 418 Kaggle rows)", "value": f"{evaluated['metrics']['accuracy']:.4f}"},
+            {
+                "measure": "test accuracy (evaluate step, 418 Kaggle rows)",
+                "value": f"{evaluated['metrics']['accuracy']:.4f}",
+            },
             {"measure": "test F1 (evaluate step)", "value": f"{evaluated['metrics']['f1']:.4f}"},
             {"measure": "test accuracy (client-side, by PassengerId)", "value": f"{checked:.4f}"},
             {"measure": "wall time of the whole pipeline, s", "value": f"{wall:.1f}"},

@@ -92,7 +92,9 @@ def model_steps(client: Client, train_x: str, train_y: str, test_x: str, test_y:
     TrainScikitLearn(client=client).create_training_sync(
         fitted, model, model, "fit", {"X": f"${train_x}", "y": f"${train_y}.{TARGET}"}
     )
-    PredictScikitLearn(client=client).create_prediction_sync(step("gb_pred"), model, fitted, "predict", {"X": f"${test_x}"})
+    PredictScikitLearn(client=client).create_prediction_sync(
+        step("gb_pred"), model, fitted, "predict", {"X": f"${test_x}"}
+    )
     evaluated = EvaluateScikitLearn(client=client).create_evaluate_sync(
         step("gb_eval"),
         model,

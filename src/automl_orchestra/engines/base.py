@@ -44,6 +44,7 @@ class StepContext:
         self.job = job
         self.store = store
         self.work_dir = job_cwd(job)
+        self.work_dir.mkdir(parents=True, exist_ok=True)
         self.output_dir = output_dir
         self._cache: dict[str, Any] = {}
         self.on_progress: Callable[[float | None, str], None] = lambda _fraction, _message: None

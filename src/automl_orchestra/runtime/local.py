@@ -16,6 +16,8 @@ from automl_orchestra.store.artifacts import ArtifactStore
 
 log = logging.getLogger(__name__)
 
+Pool = tuple[str, bool]  # (environment, forking)
+
 # Modules a fresh worker imports before it reports ready, so the first small step does not pay for them.
 PRELOAD = {
     "main": "pandas,pyarrow.parquet,sklearn.base,automl_orchestra.engines.builtin,automl_orchestra.engines.sklearn"
@@ -38,7 +40,7 @@ class LocalExecutor:
         self.warm_workers = min(warm_workers, slots)
         self._threads = ThreadPoolExecutor(max_workers=slots, thread_name_prefix="orchestra-job")
         self._lock = threading.Lock()
-        self._idle: dict[str, list[WorkerProcess]] = {}
+        self._idle: dict[Pool, list[WorkerProcess]] = {}
         self._cancel: dict[str, threading.Event] = {}
         self._busy = 0
         self._closed = False
@@ -47,7 +49,8 @@ class LocalExecutor:
 
     def start(self) -> None:
         if self.warm_workers:
-            threading.Thread(target=self._top_up, args=("main",), daemon=True, name="orchestra-warm").start()
+            for pool in (("main", False), ("main", True)):
+                threading.Thread(target=self._top_up, args=(pool,), daemon=True, name="orchestra-warm").start()
 
     def free_slots(self) -> int:
         with self._lock:
@@ -87,7 +90,7 @@ class LocalExecutor:
         cancel = self._cancel[job.run_id]
         worker: WorkerProcess | None = None
         try:
-            worker = self._take(job.environment)
+            worker = self._take(_pool(job))
             result = worker.execute(job, cancel, lambda message: on_progress(job.run_id, message))
         except WorkerDied as exc:
             result = JobResult(run_id=job.run_id, status="failed", reason=str(exc), exception=str(exc))
@@ -101,10 +104,8 @@ class LocalExecutor:
         except OSError:
             log.exception("could not publish logs of %s", job.step_name)
         shutil.rmtree(job.work_dir, ignore_errors=True)
-        # Code steps leave a worker whose interpreter state is the user's: never reuse it.
-        reusable = worker is not None and worker.alive and job.service not in CODE_SERVICES
         if worker is not None:
-            self._give_back(worker) if reusable else worker.kill()
+            self._give_back(worker) if worker.alive else worker.kill()
         with self._lock:
             self._busy -= 1
             self._cancel.pop(job.run_id, None)
@@ -112,42 +113,49 @@ class LocalExecutor:
             on_done(result)
         finally:
             if not self._closed:
-                threading.Thread(target=self._top_up, args=(job.environment,), daemon=True).start()
+                threading.Thread(target=self._top_up, args=(_pool(job),), daemon=True).start()
 
-    def _take(self, environment: str) -> WorkerProcess:
+    def _take(self, pool: Pool) -> WorkerProcess:
         with self._lock:
-            pool = self._idle.setdefault(environment, [])
-            while pool:
-                worker = pool.pop()
+            idle = self._idle.setdefault(pool, [])
+            while idle:
+                worker = idle.pop()
                 if worker.alive:
                     return worker
                 worker.close()
-        return self._spawn(environment)
+        return self._spawn(pool)
 
     def _give_back(self, worker: WorkerProcess) -> None:
         with self._lock:
-            pool = self._idle.setdefault(worker.environment, [])
-            if not self._closed and len(pool) < self.slots:
-                pool.append(worker)
+            idle = self._idle.setdefault((worker.environment, worker.forking), [])
+            if not self._closed and len(idle) < self.slots:
+                idle.append(worker)
                 return
         worker.stop()
 
-    def _top_up(self, environment: str) -> None:
+    def _top_up(self, pool: Pool) -> None:
         """Keep ``warm_workers`` idle workers ready so the next small step starts at once."""
         with self._lock:
-            missing = self.warm_workers - len(self._idle.get(environment, [])) - self._busy
+            missing = self.warm_workers - len(self._idle.get(pool, []))
         for _ in range(max(0, missing)):
             try:
-                self._give_back(self._spawn(environment))
+                self._give_back(self._spawn(pool))
             except WorkerDied:
-                log.exception("could not start a warm worker for %s", environment)
+                log.exception("could not start a warm worker for %s", pool)
                 return
 
-    def _spawn(self, environment: str) -> WorkerProcess:
+    def _spawn(self, pool: Pool) -> WorkerProcess:
+        environment, forking = pool
         python = self.pythons.get(environment)
         if python is None:
             raise WorkerDied(
                 f"engine environment {environment!r} is not configured (known: {sorted(self.pythons)}); "
                 "set ORCHESTRA_ENVIRONMENTS"
             )
-        return WorkerProcess(python, environment, self.log_dir, {"ORCHESTRA_PRELOAD": PRELOAD.get(environment, "")})
+        preload = {"ORCHESTRA_PRELOAD": PRELOAD.get(environment, "")}
+        return WorkerProcess(python, environment, self.log_dir, preload, forking=forking)
+
+
+def _pool(job: JobSpec) -> Pool:
+    """Code steps run in forked children of a pristine worker (their interpreter state is the user's)."""
+    return job.environment, job.service in CODE_SERVICES

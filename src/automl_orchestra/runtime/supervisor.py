@@ -33,13 +33,22 @@ class WorkerDied(Exception):
 
 
 class WorkerProcess:
-    def __init__(self, python: str, environment: str, log_dir: Path, extra_env: dict[str, str] | None = None):
+    def __init__(
+        self,
+        python: str,
+        environment: str,
+        log_dir: Path,
+        extra_env: dict[str, str] | None = None,
+        forking: bool = False,
+    ):
         self.python = python
         self.environment = environment
+        self.forking = forking
         self.jobs_done = 0
         read_fd, write_fd = os.pipe()
         env = {**os.environ, **(extra_env or {})}
         env.update({"ORCHESTRA_RESULT_FD": str(write_fd), "ORCHESTRA_ENVIRONMENT": environment})
+        env["ORCHESTRA_FORK_JOBS"] = "1" if forking else "0"
         log_dir.mkdir(parents=True, exist_ok=True)
         self._log: IO[bytes] = open(log_dir / f"worker-{environment}-{time.time_ns()}.log", "ab")  # noqa: SIM115
         self.process = subprocess.Popen(
@@ -159,9 +168,11 @@ class WorkerProcess:
     def _rss_mb(self) -> float:
         try:
             root = psutil.Process(self.process.pid)
-            processes = [root, *root.children(recursive=True)]
+            children = root.children(recursive=True)
         except psutil.Error:
             return 0.0
+        # A forking worker only holds the template; the job's memory is its child's.
+        processes = children if self.forking else [root, *children]
         total = 0
         for proc in processes:
             try:
