@@ -18,37 +18,36 @@ ROLES: tuple[Role, ...] = ("viewer", "editor", "admin")
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="ORCHESTRA_", extra="ignore")
 
-    host: str = "127.0.0.1"
-    port: int = 8080
-    home: Path = Path("./orchestra-data")
+    host: str = Field(default="127.0.0.1", description="bind address; anything but loopback requires tokens")
+    port: int = Field(default=8080, ge=0, le=65535)
+    home: Path = Field(default=Path("./orchestra-data"), description="SQLite database, artifacts, worker logs")
     database_url: str | None = Field(default=None, description="SQLAlchemy URL; default: SQLite in home")
     artifact_url: str | None = Field(default=None, description="fsspec URL; default: home/artifacts")
 
-    executor: Literal["local", "ray"] = "local"
-    ray_address: str | None = None
-    workers: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1)
+    executor: Literal["local"] = Field(default="local", description="where steps run")
+    workers: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1, description="steps running at once")
     warm_workers: int = Field(default=1, ge=0, description="idle workers kept ready per environment")
-    step_timeout_s: float = Field(default=3600.0, gt=0)
-    step_memory_mb: int = Field(default=4096, gt=0)
-    max_step_timeout_s: float = Field(default=24 * 3600.0, gt=0)
-    max_step_memory_mb: int = Field(default=32768, gt=0)
+    step_timeout_s: float = Field(default=3600.0, gt=0, description="default wall-time limit of a step")
+    step_memory_mb: int = Field(default=4096, gt=0, description="default memory limit of a step")
+    max_step_timeout_s: float = Field(default=24 * 3600.0, gt=0, description="the most a request may ask for")
+    max_step_memory_mb: int = Field(default=32768, gt=0, description="the most a request may ask for")
 
     # "token:role,token:role"; empty means auth off, which is only allowed on loopback.
-    tokens: str = ""
-    code_roles: str = "admin"
-    allow_code: bool = True
+    tokens: str = Field(default="", description="'token:role,...' with roles viewer, editor, admin")
+    code_roles: str = Field(default="admin", description="roles that may create function/builder steps")
+    allow_code: bool = Field(default=True, description="allow code steps at all")
 
     import_dirs: str = Field(default="", description="os.pathsep-separated directories a path ingest may read")
     url_allowlist: str = Field(default="", description="comma-separated hosts allowed although private/loopback")
     code_url_hosts: str = Field(default="", description="comma-separated hosts function code may come from")
-    max_upload_mb: int = Field(default=1024, gt=0)
-    max_download_mb: int = Field(default=2048, gt=0)
+    max_upload_mb: int = Field(default=1024, gt=0, description="largest upload accepted")
+    max_download_mb: int = Field(default=2048, gt=0, description="largest URL download accepted")
 
     environments: str = Field(
         default="", description="extra engine environments: 'name=/path/to/python,name2=/path/python'"
     )
-    instance_id: str | None = None
-    heartbeat_s: float = Field(default=5.0, gt=0)
+    instance_id: str | None = Field(default=None, description="name of this instance (default: host + random)")
+    heartbeat_s: float = Field(default=5.0, gt=0, description="instance heartbeat interval")
     poll_s: float = Field(default=0.05, gt=0, description="scheduler queue poll interval")
 
     @field_validator("home")

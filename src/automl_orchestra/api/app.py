@@ -69,8 +69,6 @@ def build_orchestra(settings: Settings, executor: Executor | None = None) -> Orc
 
 
 def make_executor(settings: Settings, store: ArtifactStore) -> Executor:
-    if settings.executor == "ray":
-        raise ValueError("the Ray executor is not available in this version; use --executor local")
     return LocalExecutor(
         slots=settings.workers,
         pythons=settings.environment_pythons,
