@@ -16,6 +16,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from importlib import metadata
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -130,19 +131,27 @@ class Server:
 
 
 def wait_for_warm_pool(server: Server, count: int = 1, timeout: float = 90.0) -> None:
-    """Wait until ``count`` workers exist and have finished preloading (their memory stops growing).
+    """Wait until ``count`` workers exist and have finished preloading (they stop using CPU).
 
     A step sent before the warm pool is ready starts a worker of its own, which then stays in the pool too:
     benchmarks wait, so that they measure the steady state rather than the start-up.
     """
     deadline = time.monotonic() + timeout
-    previous, steady = -1, 0
-    while time.monotonic() < deadline and steady < 3:
+    previous, idle_samples = -1.0, 0
+    while time.monotonic() < deadline and idle_samples < 5:
         workers = worker_processes(server.pid)
-        total = sum(rss_by_pid(worker, tree=False).get(worker.pid, 0) for worker in workers)
-        steady = steady + 1 if len(workers) >= count and total == previous else 0
-        previous = total
+        used = sum(cpu_seconds(worker) for worker in workers)
+        idle_samples = idle_samples + 1 if len(workers) >= count and used - previous < 0.005 else 0
+        previous = used
         time.sleep(0.2)
+
+
+def cpu_seconds(process: psutil.Process) -> float:
+    try:
+        times = process.cpu_times()
+    except psutil.Error:
+        return 0.0
+    return float(times.user + times.system)
 
 
 def worker_processes(root: int) -> list[psutil.Process]:
@@ -343,20 +352,29 @@ def _cell(value: Any, spec: str) -> str:
     return format(value, spec) if spec else str(value)
 
 
+_busy_at_start: list[float] = []
+
+
 def section(title: str) -> None:
+    """Print the benchmark's title; measure (and warn about) other CPU load, which skews the timings."""
+    busy = psutil.cpu_percent(interval=1.0)
+    _busy_at_start[:] = [busy]
     print(f"\n=== {title} ===", flush=True)
+    if busy > 20:
+        print(f"WARNING: the machine is busy ({busy:.0f} % CPU in use before the start); timings may be skewed")
 
 
 def machine() -> dict[str, Any]:
-    versions = {}
-    for package in ("automl_orchestra", "flaml", "lightgbm", "sklearn", "pandas", "pyarrow"):
+    versions: dict[str, str | None] = {}
+    for package in ("automl-orchestra", "flaml", "lightgbm", "scikit-learn", "pandas", "pyarrow"):
         try:
-            versions[package] = str(__import__(package).__version__)
-        except (ImportError, AttributeError):
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
             versions[package] = None
     return {
         "cpus": os.cpu_count(),
         "memoryGb": round(psutil.virtual_memory().total / 1024**3, 1),
+        "cpuBusyPercentAtStart": _busy_at_start[0] if _busy_at_start else None,  # other work skews timings
         "platform": platform.platform(),
         "python": platform.python_version(),
         "versions": versions,

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from automl_orchestra.client import Client
 from benchmarks._harness import (
     Server,
     StepTiming,
@@ -29,7 +30,6 @@ from benchmarks._harness import (
     wait_for_warm_pool,
     write_result,
 )
-from automl_orchestra.client import Client
 
 NAME = "overhead"
 REPEATS = 5
@@ -51,7 +51,7 @@ def pipeline(client: Client, train_csv: Path, run: int) -> list[StepTiming]:
         ("model", "scikitlearn", model_body(f"{n}_model")),
         ("train", "scikitlearn", method_body(f"{n}_fit", f"{n}_model", "fit", X=f"${n}_X", y=f"${n}_y.Survived")),
         ("predict", "scikitlearn", method_body(f"{n}_pred", f"{n}_fit", "predict", X=f"${n}_X")),
-        ("evaluate", "scikitlearn", {**method_body(f"{n}_eval", f"{n}_fit", "score", X=f"${n}_X", y=f"${n}_y.Survived"), "metrics": ["accuracy"]}),  # fmt: skip
+        ("evaluate", "scikitlearn", evaluate_body(f"{n}_eval", f"{n}_fit", X=f"${n}_X", y=f"${n}_y.Survived")),
         ("function", "python", {"name": f"{n}_summary", "code": SUMMARY_CODE, "parameters": {"data": f"${n}_typed"}}),
     ]
     timings = [run_step(client, "dataset", "csv", {"name": f"{n}_train"}, upload=train_csv)]
@@ -70,6 +70,10 @@ def model_body(name: str) -> dict[str, Any]:
 
 def method_body(name: str, parent: str, method: str, **parameters: str) -> dict[str, Any]:
     return {"name": name, "parentName": parent, "method": method, "methodParameters": parameters}
+
+
+def evaluate_body(name: str, parent: str, **parameters: str) -> dict[str, Any]:
+    return {**method_body(name, parent, "score", **parameters), "metrics": ["accuracy"]}
 
 
 def by_kind(timings: list[StepTiming], value: Callable[[StepTiming], float]) -> dict[str, list[float]]:
@@ -93,6 +97,10 @@ def step_rows(timings: list[StepTiming]) -> list[dict[str, Any]]:
         }
         for kind, values in overheads.items()
     ]
+
+
+def rounded(value: Any) -> Any:
+    return round(value, 1) if isinstance(value, float) else value
 
 
 def main(quick: bool = False) -> dict[str, Any]:
@@ -127,7 +135,7 @@ def main(quick: bool = False) -> dict[str, Any]:
         "p50Ms": round(p50, 1),
         "p95Ms": round(p95, 1),
         "meanMs": round(sum(overheads_ms) / len(overheads_ms), 1),
-        "perStep": [{key: round(value, 1) if isinstance(value, float) else value for key, value in row.items()} for row in rows],  # fmt: skip
+        "perStep": [{key: rounded(value) for key, value in row.items()} for row in rows],
         "pipelineS": [round(seconds, 3) for seconds in pipeline_s],
         "warmUpPipelineS": round(sum(t.total_s for t in warm_up), 3),
         "steps": [

@@ -12,12 +12,19 @@ import csv
 import os
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from automl_orchestra.client import Client, DatasetCsv, FunctionPython, NotFoundError, TransformDataType
+from automl_orchestra.client import (
+    Client,
+    DatasetCsv,
+    FunctionPython,
+    NotFoundError,
+    OrchestraError,
+    TransformDataType,
+)
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DATASETS_ENV = "ORCHESTRA_DATASETS"
@@ -59,7 +66,7 @@ def connect() -> Client:
     client = Client(timeout=60.0)
     try:
         client.health()
-    except Exception as exc:  # noqa: BLE001 - any failure here means "no usable server"
+    except OrchestraError as exc:
         raise SystemExit(f"no AutoML Orchestra server at {client.url} ({exc}); start one or set ORCHESTRA_URL") from exc
     return client
 
@@ -67,10 +74,8 @@ def connect() -> Client:
 def reset(client: Client, names: Sequence[str]) -> None:
     """Delete what an earlier run of the example left (with its dependents), as the seed pipeline does."""
     for name in names:
-        try:
+        with suppress(NotFoundError):
             client.delete(name, cascade=True)
-        except NotFoundError:
-            pass
 
 
 @dataclass(frozen=True)

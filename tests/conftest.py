@@ -10,6 +10,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -119,12 +120,26 @@ def launch(home: Path, token: str | None = None, **extra: str) -> ServerHandle:
     return ServerHandle(home=home, env=base_env(home, **extra), token=token).start()
 
 
-@pytest.fixture(scope="session")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerHandle]:
-    """One shared server on SQLite with auth off (the zero-set-up default)."""
-    handle = launch(tmp_path_factory.mktemp("server"))
+@pytest.fixture(scope="session", params=["sqlite", "postgresql"])
+def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerHandle]:
+    """A shared server with auth off, once on SQLite (the zero-set-up default) and once on PostgreSQL:
+    every test using it runs against both databases."""
+    extra = {}
+    if request.param == "postgresql":
+        extra["ORCHESTRA_DATABASE_URL"] = fresh_database(request.getfixturevalue("postgres_url"))
+    handle = launch(tmp_path_factory.mktemp(f"server-{request.param}"), **extra)
     yield handle
     handle.stop()
+
+
+def fresh_database(postgres_url: str) -> str:
+    """A new, empty database on the test PostgreSQL server; returns its URL."""
+    import psycopg
+
+    name = f"t_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(postgres_url, autocommit=True) as connection:
+        connection.execute(f'CREATE DATABASE "{name}"')
+    return postgres_url.rsplit("/", 1)[0] + f"/{name}"
 
 
 @pytest.fixture(scope="session")

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-import psycopg
 import pytest
 from sqlalchemy import inspect
 
@@ -17,14 +15,7 @@ from automl_orchestra.steps.service import NewStep, StepService
 from automl_orchestra.store import db
 from automl_orchestra.store.artifacts import ArtifactStore
 from tests.api.helpers import content, post, run
-from tests.conftest import ServerHandle, launch
-
-
-def fresh_database(postgres_url: str) -> str:
-    name = f"t_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(postgres_url, autocommit=True) as connection:
-        connection.execute(f'CREATE DATABASE "{name}"')
-    return postgres_url.rsplit("/", 1)[0] + f"/{name}"
+from tests.conftest import ServerHandle, fresh_database, launch
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -97,8 +97,9 @@ class LocalExecutor:
         except Exception as exc:
             log.exception("supervising %s failed", job.step_name)
             result = JobResult(run_id=job.run_id, status="failed", reason=f"executor error: {exc}")
-        if cancel.is_set() and result.status == "failed" and self._closed:
-            result.reason = "the server shut down while the step was running"
+        if self._closed and result.status != "finished":
+            reason = "the server shut down while the step was running"
+            result.status, result.reason, result.exception = "failed", reason, reason
         try:
             publish_logs(self.store, job)
         except OSError:

@@ -108,14 +108,19 @@ class Scheduler:
                 step = session.get(Step, run.step_name)
                 reason = "the server stopped while the step was running (its worker process is gone)"
                 if step is not None and step.retryable and run.attempt < 2:
-                    run.status, run.instance_id, run.attempt = "pending", None, run.attempt + 1
-                    run.reason = f"re-queued: {reason}"
+                    self._requeue(run, step, f"re-queued: {reason}")
                 else:
                     self._finish(session, run, JobResult(run_id=run.id, status="failed", reason=reason))
                 names.append(run.step_name)
             session.commit()
         for name in names:
             self.on_change(name)
+
+    @staticmethod
+    def _requeue(run: Run, step: Step, reason: str) -> None:
+        run.status, run.instance_id, run.attempt, run.reason = "pending", None, run.attempt + 1, reason
+        run.started_at = None
+        step.status, step.updated_at = "pending", utcnow()
 
     # ----- the loop --------------------------------------------------------------------------------
 
@@ -250,7 +255,11 @@ class Scheduler:
                     result.status = "cancelled"
                 if run.cancel_requested and result.status == "cancelled":
                     result.reason = run.reason or result.reason
-                self._finish(session, run, result)
+                step = session.get(Step, run.step_name)
+                if self._stop.is_set() and result.status == "failed" and step is not None and step.retryable:
+                    self._requeue(run, step, f"re-queued: {result.reason}")  # the next start runs it again
+                else:
+                    self._finish(session, run, result)
                 session.commit()
                 name = run.step_name
         except Exception:
