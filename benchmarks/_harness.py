@@ -372,6 +372,7 @@ def machine() -> dict[str, Any]:
         except metadata.PackageNotFoundError:
             versions[package] = None
     return {
+        "commit": git_commit(),
         "cpus": os.cpu_count(),
         "memoryGb": round(psutil.virtual_memory().total / 1024**3, 1),
         "cpuBusyPercentAtStart": _busy_at_start[0] if _busy_at_start else None,  # other work skews timings
@@ -379,6 +380,21 @@ def machine() -> dict[str, Any]:
         "python": platform.python_version(),
         "versions": versions,
     }
+
+
+def git_commit() -> str | None:
+    """The repository's commit, with ``+dirty`` when the working tree has changes (the code measured)."""
+
+    def git(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(["git", *args], cwd=REPO_ROOT, capture_output=True, text=True, check=False)
+
+    try:
+        head, dirty = git("rev-parse", "--short", "HEAD"), git("status", "--porcelain", "--", "src")
+    except OSError:
+        return None
+    if head.returncode != 0:
+        return None
+    return head.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
 
 
 def write_result(name: str, quick: bool, record: Mapping[str, Any]) -> Path:

@@ -31,6 +31,7 @@ DATASETS_ENV = "ORCHESTRA_DATASETS"
 # The seed's dataType step (Learning Orchestra Appendix A): these fields are read as numbers.
 NUMERIC_TYPES = {"Age": "number", "Fare": "number", "Parch": "number", "Pclass": "number", "SibSp": "number"}
 TARGET = "Survived"
+TITANIC_FILES = ("train.csv", "test.csv", "test_labels.csv")
 PAGE = 100  # the server's largest content page
 
 # Attach the Kaggle test labels to the test rows by PassengerId (never by position), refusing any row
@@ -62,7 +63,10 @@ def titanic_file(name: str) -> Path:
 
 
 def connect() -> Client:
-    """A client for ``$ORCHESTRA_URL`` / ``$ORCHESTRA_TOKEN``; exits with a clear message if unreachable."""
+    """A client for ``$ORCHESTRA_URL`` / ``$ORCHESTRA_TOKEN``, once the data files and the server are there
+    (before an example deletes anything); exits with a clear message otherwise."""
+    for name in TITANIC_FILES:
+        titanic_file(name)
     client = Client(timeout=60.0)
     try:
         client.health()
@@ -92,7 +96,7 @@ def ingest_titanic(client: Client, prefix: str) -> TitanicData:
     """Upload train/test/labels, apply the seed's dataType in place and join the test labels by PassengerId."""
     data = TitanicData(f"{prefix}_train", f"{prefix}_test", f"{prefix}_labels", f"{prefix}_test_labelled")
     datasets = DatasetCsv(client=client)
-    for name, file in ((data.train, "train.csv"), (data.test, "test.csv"), (data.labels, "test_labels.csv")):
+    for name, file in zip((data.train, data.test, data.labels), TITANIC_FILES, strict=True):
         datasets.upload_dataset_sync(name, titanic_file(file))
     types = TransformDataType(client=client)
     for name in (data.train, data.test):

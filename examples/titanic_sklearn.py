@@ -43,8 +43,6 @@ frame = data.copy()
 frame["Sex"] = frame["Sex"].map({"male": 0, "female": 1}).astype("int64")
 response = frame
 """
-
-
 HISTOGRAM_COLUMNS = [("field", "field", ""), ("value", "value", ""), ("count", "count", "d")]
 SUMMARY_COLUMNS = [("metric", "measure", ""), ("value", "value", ".4f")]
 
