@@ -32,6 +32,10 @@ from automl_orchestra.engines.tables import CastFailure, ParquetSink, TableInfo,
 
 CSV_BLOCK_SIZE = 2 << 20
 INFERENCE_BYTES = 16 << 20
+# Files up to this size are read in one multi-threaded pass (twice as fast as the streaming reader, which
+# parses serially); larger ones stream, so memory stays bounded whatever the file size.
+WHOLE_FILE_BYTES = 256 << 20
+WHOLE_FILE_BLOCK_SIZE = 16 << 20
 # pandas' default missing-value markers, so a file reads the same here as with pandas.read_csv.
 NULL_VALUES = [
     "", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND", "1.#QNAN",
@@ -62,6 +66,10 @@ class _Layout:
     types: dict[str, pa.DataType] = field(default_factory=dict)
 
 
+class _NeedsStreaming(Exception):
+    """The one-pass reader cannot handle this file (e.g. blank or repeated header names)."""
+
+
 class _Widenable(Exception):
     def __init__(self, column: str, current: str, value: str) -> None:
         super().__init__(column, current, value)
@@ -82,10 +90,15 @@ def csv_to_parquet(
     compression = _detect_compression(source)
     if _is_empty(source, compression):
         raise StepError("the file is empty")
-    layout = _infer_layout(source, compression, options)
+    whole = compression is None and source.stat().st_size <= WHOLE_FILE_BYTES
+    layout = _Layout() if whole else _infer_layout(source, compression, options)
     for _attempt in range(_MAX_RESTARTS):
         try:
+            if whole:
+                return _convert_whole(source, dest, options, layout, casts or {})
             return _convert(source, dest, compression, options, layout, casts or {}, _throttled(progress))
+        except _NeedsStreaming:
+            whole, layout = False, _infer_layout(source, compression, options)
         except _Widenable as failure:
             wider = widen_type(failure.current, failure.value)
             print(
@@ -244,6 +257,44 @@ def _convert(
             if sink.rows == 0:  # header only: still a table, with the (cast) columns
                 sink.write(_prepare(_empty_batch(reader.schema), selected, casts, 0, options))
             return sink.close()
+
+
+def _convert_whole(source: Path, dest: Path, options: CsvOptions, layout: _Layout, casts: dict[str, str]) -> TableInfo:
+    """One multi-threaded read of the whole file, then Parquet; conversion surprises widen and retry."""
+    whole_options = CsvOptions(**{**options.__dict__, "block_size": WHOLE_FILE_BLOCK_SIZE})
+    try:
+        table = pcsv.read_csv(
+            str(source),
+            read_options=_read_options(whole_options, layout),
+            parse_options=_parse_options(options),
+            convert_options=_convert_options(layout),
+        )
+    except pa.ArrowInvalid as exc:
+        names = _header_names(source, options, layout) if _CONVERSION_ERROR.match(str(exc).strip()) else []
+        raise _read_error(exc, names, source, None, options, layout) from None
+    names = list(table.schema.names)
+    if options.header and _normalise_names(names) != names:
+        raise _NeedsStreaming
+    _check_text(table.schema, options)
+    selected = _selected_columns(names, options)
+    validate_casts(casts, selected)
+    with ParquetSink(dest) as sink:
+        for batch in table.to_batches():
+            sink.write(_prepare(batch, selected, casts, sink.rows, options))
+        if sink.rows == 0:  # header only: still a table, with the (cast) columns
+            sink.write(_prepare(_empty_batch(table.schema), selected, casts, 0, options))
+        return sink.close()
+
+
+def _header_names(source: Path, options: CsvOptions, layout: _Layout) -> list[str]:
+    """Column names as the reader sees them (only needed to name a column in an error)."""
+    reader = pcsv.open_csv(
+        str(source),
+        read_options=_read_options(options, layout, threads=False),
+        parse_options=_parse_options(options),
+        convert_options=pcsv.ConvertOptions(column_types={}, include_columns=[]),
+    )
+    return list(reader.schema.names)
 
 
 def _check_text(schema: pa.Schema, options: CsvOptions) -> None:

@@ -20,6 +20,9 @@ import pyarrow.parquet as pq
 from automl_orchestra.engines.base import StepError
 
 ROW_GROUP_SIZE = 65536
+# Row groups of ingested tables hold about this many bytes (at least ROW_GROUP_SIZE rows): a content page
+# reads one group, so this bounds its memory, while fewer, larger groups halve the cost of writing.
+ROW_GROUP_BYTES = 32 << 20
 CAST_KINDS = ("number", "integer", "string", "boolean")
 TRUE_WORDS = ("true", "1", "yes", "y", "t")
 FALSE_WORDS = ("false", "0", "no", "n", "f")
@@ -268,6 +271,12 @@ class TableInfo:
         return self.path.stat().st_size
 
 
+def group_rows(sample: pa.RecordBatch) -> int:
+    """Rows per row group for a table shaped like ``sample``: about ROW_GROUP_BYTES, at least ROW_GROUP_SIZE."""
+    row_bytes = max(1, sample.nbytes // max(1, sample.num_rows))
+    return max(ROW_GROUP_SIZE, ROW_GROUP_BYTES // row_bytes)
+
+
 class ParquetSink:
     """Writes record batches to one Parquet file; the file's schema is the first batch's schema.
 
@@ -280,6 +289,11 @@ class ParquetSink:
         self.empty_schema = empty_schema
         self.rows = 0
         self._writer: pq.ParquetWriter | None = None
+        # Batches are gathered into row groups of ROW_GROUP_SIZE rows: readers page by row group, and many
+        # small groups (one per CSV block) make both writing and reading slower.
+        self._pending: list[pa.RecordBatch] = []
+        self._pending_rows = 0
+        self._group_rows = ROW_GROUP_SIZE
 
     def write(self, batch: pa.RecordBatch) -> None:
         if batch.schema.metadata:
@@ -288,22 +302,34 @@ class ParquetSink:
             batch = batch.replace_schema_metadata(None)
         if self._writer is None:
             self._writer = pq.ParquetWriter(str(self.path), batch.schema)
+            self._group_rows = group_rows(batch)
         elif batch.schema != self._writer.schema:
             batch = batch.cast(self._writer.schema)
-        self._writer.write_batch(batch, row_group_size=ROW_GROUP_SIZE)
+        self._pending.append(batch)
+        self._pending_rows += batch.num_rows
         self.rows += batch.num_rows
+        if self._pending_rows >= self._group_rows:
+            self._flush()
+
+    def _flush(self) -> None:
+        if self._writer is not None and self._pending:
+            table = pa.Table.from_batches(self._pending, schema=self._writer.schema)
+            self._writer.write_table(table, row_group_size=self._group_rows)
+        self._pending, self._pending_rows = [], 0
 
     def close(self) -> TableInfo:
         if self._writer is None:
             schema = self.empty_schema if self.empty_schema is not None else pa.schema([])
             pq.write_table(schema.empty_table(), str(self.path))
             return TableInfo(self.path, schema, 0)
+        self._flush()
         schema = self._writer.schema
         self._writer.close()
         self._writer = None
         return TableInfo(self.path, schema, self.rows)
 
     def abort(self) -> None:
+        self._pending, self._pending_rows = [], 0
         if self._writer is not None:
             self._writer.close()
             self._writer = None

@@ -49,8 +49,9 @@ class LocalExecutor:
 
     def start(self) -> None:
         if self.warm_workers:
-            for pool in (("main", False), ("main", True)):
-                threading.Thread(target=self._top_up, args=(pool,), daemon=True, name="orchestra-warm").start()
+            # Only the pool of ordinary steps starts warm; the forking pool of code steps is created by the
+            # first code step and kept from then on, so a server that runs no code holds no template for it.
+            threading.Thread(target=self._top_up, args=(("main", False),), daemon=True, name="orchestra-warm").start()
 
     def free_slots(self) -> int:
         with self._lock:
