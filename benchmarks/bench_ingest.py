@@ -67,7 +67,14 @@ class CsvCase:
         return self.path.stat().st_size / MB
 
     def body(self, step: str) -> dict[str, Any]:
-        body: dict[str, Any] = {"name": step, "path": str(self.path), "header": self.header}
+        # The step may use every core, as pyarrow's reader does by default (like for like; a step gets one CPU
+        # unless it asks for more).
+        body: dict[str, Any] = {
+            "name": step,
+            "path": str(self.path),
+            "header": self.header,
+            "limits": {"cpus": os.cpu_count() or 1},
+        }
         if self.columns:
             body["columns"] = self.columns
         return body

@@ -207,6 +207,12 @@ class AutoMLBody(StepBody):
     autoExclude: bool = Field(default=True, description="exclude identifier-like and free-text columns")
     excludeColumns: list[str] = Field(default_factory=list)
     keepColumns: list[str] = Field(default_factory=list)
+    # Search controls; an engine uses those it has a meaning for (see docs/api.md).
+    parallelTrials: int = Field(default=1, ge=1, le=1024, description="trials evaluated at once (distributed)")
+    generations: int | None = Field(default=None, ge=1, description="evolutionary engines: generations")
+    populationSize: int | None = Field(default=None, ge=2, description="evolutionary engines: population size")
+    cv: int | None = Field(default=None, ge=2, le=100, description="cross-validation folds")
+    scoring: str | None = Field(default=None, description="engine-specific scoring name (defaults to metric)")
 
 
 class CodeBody(StepBody):

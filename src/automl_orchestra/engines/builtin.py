@@ -125,6 +125,7 @@ class CsvDataset(Engine):
     def dataset(self, ctx: StepContext) -> StepResult:
         options = csv_options_from(ctx.params)
         casts = _casts_param(ctx.params)
+        pa.set_cpu_count(ctx.cpus)  # Arrow's reader threads follow the step's CPU allowance
         dest = ctx.output_dir / TABLE_FILE
         with open_source(ctx) as source:
             info = csv_to_parquet(
