@@ -12,7 +12,7 @@ import pytest
 
 from automl_orchestra.client import (
     AutoMLFlaml,
-    BuilderPycaret,
+    BuilderPython,
     Client,
     ConflictError,
     DatasetCsv,
@@ -178,9 +178,9 @@ def test_builder_files_written_by_code_are_readable(url: str, uid: str, csv_file
     """Appendix A: the builder code writes 'score'; search_builder_register_predictions(file_name=) reads it."""
     train = f"{uid}_train"
     dataset.upload_dataset_sync(train, csv_file)
-    builder = BuilderPycaret(url)
+    builder = BuilderPython(url)
     name = f"{uid}_builder"
-    builder.run_pycaret_async(
+    builder.run_python_async(
         name=name,
         parameters={"train": f"${train}"},
         code="train.describe().to_csv('score', sep='\\t', encoding='utf-8')\nresponse = None\n",

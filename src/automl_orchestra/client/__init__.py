@@ -30,7 +30,6 @@ from automl_orchestra.client.http import (
 )
 from automl_orchestra.client.learning_orchestra import (
     AutoMLFlaml,
-    BuilderPycaret,
     BuilderPython,
     DatasetCsv,
     DatasetGeneric,
@@ -59,7 +58,6 @@ __all__ = [
     "SETTLED_STATUSES",
     "AuthenticationError",
     "AutoMLFlaml",
-    "BuilderPycaret",
     "BuilderPython",
     "Client",
     "ConflictError",

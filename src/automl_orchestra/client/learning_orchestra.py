@@ -35,7 +35,6 @@ from automl_orchestra.client.http import DEFAULT_API_PREFIX, Client, FileSource,
 
 __all__ = [
     "AutoMLFlaml",
-    "BuilderPycaret",
     "BuilderPython",
     "DatasetCsv",
     "DatasetGeneric",
@@ -1052,13 +1051,6 @@ def _artifact_named(artifacts: list[dict[str, Any]], file_name: str) -> str | No
             return candidate
     matches = [name for name in names if name.rsplit("/", 1)[-1] == file_name]
     return matches[0] if len(matches) == 1 else None
-
-
-class BuilderPycaret(BuilderPython):
-    """The seed's ``BuilderPycaret``: the same builder step, with the ``run_pycaret_*`` spellings."""
-
-    run_pycaret_sync = _CodeStep.run_code_sync
-    run_pycaret_async = _CodeStep.run_code_async
 
 
 # ----- AutoML ---------------------------------------------------------------------------------------
