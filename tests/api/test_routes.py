@@ -33,6 +33,12 @@ def test_openapi_documents_every_route_with_models_and_examples(server: ServerHa
         "/api/v1/steps/{name}/artifacts/{file}",
     ):
         assert path in paths, path
+    for path, operations in paths.items():
+        for method, operation in operations.items():
+            success = operation["responses"].get("200") or operation["responses"].get("201")
+            content = success["content"]
+            documented = any("example" in media or "examples" in media for media in content.values())
+            assert documented or path.endswith("{file}"), (method, path)  # downloads are raw bytes
     assert not any(p.startswith("/api/learningOrchestra") for p in paths)  # the mirror is not listed twice
     docs = httpx.get(f"{server.url}/docs")
     assert docs.status_code == 200 and "swagger" in docs.text.lower()

@@ -16,6 +16,7 @@ from typing import Any
 from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import StreamingResponse
 
+from automl_orchestra.api import examples
 from automl_orchestra.api.auth import require
 from automl_orchestra.runtime.events import wait_for
 from automl_orchestra.steps.documents import step_document
@@ -32,7 +33,11 @@ def router() -> APIRouter:
     api = APIRouter(tags=["observe"])
     name_path = Path(pattern=f"^{NAME_PATTERN}$")
 
-    @api.get("/observe/{name}", summary="Wait until the step is finished, failed, cancelled or stale")
+    @api.get(
+        "/observe/{name}",
+        summary="Wait until the step is finished, failed, cancelled or stale",
+        responses=examples.ok(examples.OBSERVED),
+    )
     async def observe(
         request: Request,
         name: str = name_path,
@@ -49,7 +54,11 @@ def router() -> APIRouter:
                     return {"result": document, "timedOut": document["status"] not in SETTLED}
                 await wait_for(changed, min(remaining, RECHECK_S))
 
-    @api.get("/observe/{name}/events", summary="Server-Sent Events: one 'status' event per change")
+    @api.get(
+        "/observe/{name}/events",
+        summary="Server-Sent Events: one 'status' event per change",
+        responses={200: {"content": {"text/event-stream": {"example": _event("status", examples.METADATA)}}}},
+    )
     async def events(request: Request, name: str = name_path) -> StreamingResponse:
         orchestra = request.app.state.orchestra
         require(request, orchestra.settings, "viewer")

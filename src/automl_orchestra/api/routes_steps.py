@@ -10,7 +10,7 @@ from fastapi import APIRouter, Body, Path, Query, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ValidationError
 
-from automl_orchestra.api import content, datasets
+from automl_orchestra.api import content, datasets, examples
 from automl_orchestra.api.auth import require, require_code
 from automl_orchestra.api.errors import ApiError, summarize
 from automl_orchestra.api.schemas import AutoMLBody, StepBody, body_model
@@ -136,12 +136,13 @@ def _tool_routes(api: APIRouter, service: str, tool: str, creatable: bool) -> No
             tags=[tag],
             summary=f"Create a {tool} dataset (JSON with url/path, or multipart upload)",
             response_model=Result,
+            responses={201: {"content": {"application/json": {"example": examples.CREATED}}}},
             openapi_extra=datasets.openapi_body(model),
         )
     elif creatable:
-        examples: dict[str, Any] = {"example": {"summary": f"{service}/{tool}", "value": model.example}}
+        body_examples: dict[str, Any] = {"example": {"summary": f"{service}/{tool}", "value": model.example}}
 
-        def create(request: Request, body: StepBody = Body(openapi_examples=examples)) -> JSONResponse:
+        def create(request: Request, body: StepBody = Body(openapi_examples=body_examples)) -> JSONResponse:
             return create_step(request, service, tool, body, body.to_parameters())
 
         # Annotations are strings here (PEP 563): give FastAPI the concrete model of this route.
@@ -155,6 +156,7 @@ def _tool_routes(api: APIRouter, service: str, tool: str, creatable: bool) -> No
             tags=[tag],
             summary=f"Create and start a {service}/{tool} step",
             response_model=Result,
+            responses={201: {"content": {"application/json": {"example": examples.CREATED}}}},
         )
 
     def list_steps(request: Request, skip: int = Skip, limit: int = Query(100, ge=1, le=1000)) -> dict[str, Any]:
@@ -191,10 +193,11 @@ def _tool_routes(api: APIRouter, service: str, tool: str, creatable: bool) -> No
         orchestra.service.get_in(name, service, tool)
         return delete_step(request, name, cascade)
 
-    api.add_api_route(base, list_steps, methods=["GET"], tags=[tag], summary=f"List {service}/{tool} steps")
-    api.add_api_route(f"{base}/{{name}}", read, methods=["GET"], tags=[tag], summary="Metadata and content page")
-    api.add_api_route(f"{base}/{{name}}", patch, methods=["PATCH"], tags=[tag], summary="Re-execute with changes")
-    api.add_api_route(f"{base}/{{name}}", remove, methods=["DELETE"], tags=[tag], summary="Delete the step")
+    route = _adder(api, tag)
+    route(base, list_steps, "GET", f"List {service}/{tool} steps", examples.LIST)
+    route(f"{base}/{{name}}", read, "GET", "Metadata and content page", examples.PAGE)
+    route(f"{base}/{{name}}", patch, "PATCH", "Re-execute with changes", examples.UPDATED)
+    route(f"{base}/{{name}}", remove, "DELETE", "Delete the step", examples.DELETED)
     _sub_resources(api, f"{base}/{{name}}", tag, lambda o, n: o.service.get_in(n, service, tool))
 
 
@@ -250,12 +253,13 @@ def _by_name_routes(api: APIRouter) -> None:
         orchestra = _orchestra(request)
         return {"result": {"status": "ok", "version": __version__, "instance": orchestra.scheduler.instance_id}}
 
-    api.add_api_route("/health", health, methods=["GET"], tags=["service"], summary="Liveness")
-    api.add_api_route("/steps", list_all, methods=["GET"], tags=[tag], summary="List steps of every kind")
-    api.add_api_route("/steps/{name}", read, methods=["GET"], tags=[tag], summary="Metadata of a step")
-    api.add_api_route("/steps/{name}", patch, methods=["PATCH"], tags=[tag], summary="Re-execute with changes")
-    api.add_api_route("/steps/{name}", remove, methods=["DELETE"], tags=[tag], summary="Delete a step")
-    api.add_api_route("/lineage/{name}", lineage, methods=["GET"], tags=[tag], summary="Ancestors and dependents")
+    _adder(api, "service")("/health", health, "GET", "Liveness", examples.HEALTH)
+    route = _adder(api, tag)
+    route("/steps", list_all, "GET", "List steps of every kind", examples.LIST)
+    route("/steps/{name}", read, "GET", "Metadata of a step", {"result": examples.METADATA})
+    route("/steps/{name}", patch, "PATCH", "Re-execute with changes", examples.UPDATED)
+    route("/steps/{name}", remove, "DELETE", "Delete a step", examples.DELETED)
+    route("/lineage/{name}", lineage, "GET", "Ancestors and dependents", examples.LINEAGE)
     _sub_resources(api, "/steps/{name}", tag, lambda o, n: o.service.get(n))
 
 
@@ -311,11 +315,28 @@ def _sub_resources(api: APIRouter, base: str, tag: str, find: Callable[[Any, str
         find(orchestra, name)
         return {"result": _document(orchestra, orchestra.service.cancel(name))}
 
-    api.add_api_route(f"{base}/runs", runs, methods=["GET"], tags=[tag], summary="Every run of the step")
-    api.add_api_route(f"{base}/logs", logs, methods=["GET"], tags=[tag], summary="Captured stdout/stderr of a run")
-    api.add_api_route(f"{base}/artifacts", artifacts, methods=["GET"], tags=[tag], summary="Output files")
-    api.add_api_route(f"{base}/artifacts/{{file:path}}", download, methods=["GET"], tags=[tag], summary="Download")
-    api.add_api_route(f"{base}/cancel", cancel, methods=["POST"], tags=[tag], summary="Stop a pending or running step")
+    route = _adder(api, tag)
+    route(f"{base}/runs", runs, "GET", "Every run of the step", examples.RUNS)
+    route(f"{base}/logs", logs, "GET", "Captured stdout/stderr of a run", examples.LOGS)
+    route(f"{base}/artifacts", artifacts, "GET", "Output files", examples.ARTIFACTS)
+    api.add_api_route(
+        f"{base}/artifacts/{{file:path}}",
+        download,
+        methods=["GET"],
+        tags=[tag],
+        summary="Download an output file",
+        responses={200: {"content": {"application/octet-stream": {}, "image/png": {}}}},
+    )
+    route(f"{base}/cancel", cancel, "POST", "Stop a pending or running step", examples.CANCELLED)
+
+
+def _adder(api: APIRouter, tag: str) -> Callable[[str, Callable[..., Any], str, str, Any], None]:
+    """Register a JSON route with its summary and a response example (shown in /docs)."""
+
+    def add(path: str, endpoint: Callable[..., Any], method: str, summary: str, example: Any) -> None:
+        api.add_api_route(path, endpoint, methods=[method], tags=[tag], summary=summary, responses=examples.ok(example))
+
+    return add
 
 
 # ----- shared handlers -----------------------------------------------------------------------------
