@@ -24,7 +24,14 @@ class Settings(BaseSettings):
     database_url: str | None = Field(default=None, description="SQLAlchemy URL; default: SQLite in home")
     artifact_url: str | None = Field(default=None, description="fsspec URL; default: home/artifacts")
 
-    executor: Literal["local"] = Field(default="local", description="where steps run")
+    executor: Literal["local", "ray"] = Field(default="local", description="where steps run: local workers or Ray")
+    ray_address: str | None = Field(
+        default=None, description="Ray cluster to join ('auto', 'host:port', 'ray://...'); default: start a local one"
+    )
+    ray_namespace: str = Field(default="automl-orchestra", description="Ray namespace of the executor's tasks")
+    ray_max_in_flight: int = Field(
+        default=0, ge=0, description="Ray steps submitted at once; 0: the cluster's CPU count at start"
+    )
     workers: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1, description="steps running at once")
     warm_workers: int = Field(default=1, ge=0, description="idle workers kept ready per environment")
     step_timeout_s: float = Field(default=3600.0, gt=0, description="default wall-time limit of a step")

@@ -14,6 +14,7 @@ class JobLimits(BaseModel):
     timeout_s: float
     memory_mb: int
     cpus: int = 1
+    gpus: float = 0.0
 
 
 class WorkerPolicy(BaseModel):
@@ -36,11 +37,15 @@ class JobSpec(BaseModel):
     )
     derived: list[str] = Field(default_factory=list, description="names of derived outputs to produce")
     environment: str = "main"
+    python: str | None = Field(
+        default=None, description="interpreter of the environment; None: the executor resolves the name itself"
+    )
     artifact_url: str
     output_prefix: str
     work_dir: str
     limits: JobLimits
     policy: WorkerPolicy = Field(default_factory=WorkerPolicy)
+    retryable: bool = Field(default=False, description="the executor may run it again once if its node is lost")
 
 
 class JobResult(BaseModel):

@@ -91,7 +91,7 @@ class LocalExecutor:
         cancel = self._cancel[job.run_id]
         worker: WorkerProcess | None = None
         try:
-            worker = self._take(_pool(job))
+            worker = self._take(pool_of(job))
             result = worker.execute(job, cancel, lambda message: on_progress(job.run_id, message))
         except WorkerDied as exc:
             result = JobResult(run_id=job.run_id, status="failed", reason=str(exc), exception=str(exc))
@@ -115,7 +115,7 @@ class LocalExecutor:
             on_done(result)
         finally:
             if not self._closed:
-                threading.Thread(target=self._top_up, args=(_pool(job),), daemon=True).start()
+                threading.Thread(target=self._top_up, args=(pool_of(job),), daemon=True).start()
 
     def _take(self, pool: Pool) -> WorkerProcess:
         with self._lock:
@@ -158,6 +158,6 @@ class LocalExecutor:
         return WorkerProcess(python, environment, self.log_dir, preload, forking=forking)
 
 
-def _pool(job: JobSpec) -> Pool:
+def pool_of(job: JobSpec) -> Pool:
     """Code steps run in forked children of a pristine worker (their interpreter state is the user's)."""
     return job.environment, job.service in CODE_SERVICES

@@ -195,6 +195,7 @@ class Scheduler:
         spec = registry.engine(step.tool)
         limits = step.limits or {}
         settings = self.settings
+        environment = spec.environment if spec else "main"
         return JobSpec(
             run_id=run.id,
             step_name=step.name,
@@ -203,7 +204,8 @@ class Scheduler:
             parameters=step.parameters,
             inputs={p.name: OutputRef.model_validate(p.output) for p in inputs if p.output},
             derived=list(registry.derived_outputs(step.service, step.tool)),
-            environment=spec.environment if spec else "main",
+            environment=environment,
+            python=settings.environment_pythons.get(environment),
             artifact_url=self.store.url,
             output_prefix=run_prefix(step.name, run.number, run.id),
             work_dir=str(Path(settings.work_root) / step.name / run.id),
@@ -211,6 +213,7 @@ class Scheduler:
                 timeout_s=float(limits.get("timeoutS") or settings.step_timeout_s),
                 memory_mb=int(limits.get("memoryMb") or settings.step_memory_mb),
                 cpus=int(limits.get("cpus") or 1),
+                gpus=float(limits.get("gpus") or 0),
             ),
             policy=WorkerPolicy(
                 url_allow_hosts=sorted(settings.url_allow_hosts),
@@ -218,6 +221,7 @@ class Scheduler:
                 import_dirs=[str(p) for p in settings.import_dir_list],
                 max_download_mb=settings.max_download_mb,
             ),
+            retryable=step.retryable,
         )
 
     # ----- results ---------------------------------------------------------------------------------
