@@ -1,4 +1,4 @@
-"""``python -m benchmarks [all|flaml|overhead|ingest] [--quick]``: run benchmarks, print their ratios and write
+"""``python -m benchmarks [all|flaml|overhead|ingest|ray] [--quick]``: run benchmarks, print their ratios and write
 ``benchmarks/results/<name>.json`` (``<name>-quick.json`` with ``--quick``)."""
 
 from __future__ import annotations
@@ -10,6 +10,8 @@ BENCHMARKS = {
     "flaml": "benchmarks.bench_flaml",
     "overhead": "benchmarks.bench_overhead",
     "ingest": "benchmarks.bench_ingest",
+    "tpot": "benchmarks.bench_tpot",
+    "ray": "benchmarks.bench_ray",
 }
 
 

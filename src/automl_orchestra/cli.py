@@ -134,6 +134,12 @@ def build_parser() -> argparse.ArgumentParser:
     cancel = commands.add_parser("cancel", parents=[connection], help="cancel a running step", allow_abbrev=False)
     cancel.add_argument("name")
     cancel.set_defaults(handler=cmd_cancel)
+
+    models = commands.add_parser(
+        "ts-models", parents=[connection], help="list trained time-series pipelines", allow_abbrev=False
+    )
+    models.add_argument("--json", action="store_true", help="print JSON")
+    models.set_defaults(handler=cmd_ts_models)
     return parser
 
 
@@ -559,6 +565,37 @@ def cmd_cancel(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         result = client.cancel(args.name)
     print(result if isinstance(result, str) else f"cancelled {args.name}", file=out)
     return EXIT_OK
+
+
+def cmd_ts_models(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    from automl_orchestra.client.timeseries import TimeSeriesService
+
+    with _client(args) as client:
+        models = TimeSeriesService(client=client).models()
+    if args.json:
+        print(json.dumps(models, indent=2, default=str), file=out)
+        return EXIT_OK
+    if not models:
+        print("no time-series models", file=err)
+        return EXIT_OK
+    rows = [("MODEL", "STATUS", "CV ACCURACY", "CV ROC AUC", "SHAPE", "LEARNER")]
+    for model in models:
+        rows.append(
+            (
+                str(model.get("modelId")),
+                str(model.get("status")),
+                _number(model.get("mean_cv_accuracy")),
+                _number(model.get("mean_cv_roc_auc")),
+                "x".join(map(str, model.get("trainShape") or [])) or "-",
+                str(model.get("bestLearner") or "-"),
+            )
+        )
+    _table(rows, out)
+    return EXIT_OK
+
+
+def _number(value: Any) -> str:
+    return f"{value:.4f}" if isinstance(value, int | float) else "-"
 
 
 # ----- entry point ------------------------------------------------------------------------------------

@@ -14,7 +14,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from automl_orchestra import __version__
-from automl_orchestra.api import errors, routes_observe, routes_steps
+from automl_orchestra.api import errors, routes_observe, routes_steps, routes_timeseries
 from automl_orchestra.config import Settings
 from automl_orchestra.runtime.events import EventHub
 from automl_orchestra.runtime.executor import Executor
@@ -69,6 +69,16 @@ def build_orchestra(settings: Settings, executor: Executor | None = None) -> Orc
 
 
 def make_executor(settings: Settings, store: ArtifactStore) -> Executor:
+    if settings.executor == "ray":
+        # Imported here: a server with the local executor never loads Ray.
+        from automl_orchestra.runtime.ray_executor import RayExecutor
+
+        return RayExecutor(
+            address=settings.ray_address,
+            namespace=settings.ray_namespace,
+            log_dir=settings.home / "logs",
+            max_in_flight=settings.ray_max_in_flight,
+        )
     return LocalExecutor(
         slots=settings.workers,
         pythons=settings.environment_pythons,
@@ -108,6 +118,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         visible = index == 0
         app.include_router(routes_observe.router(), prefix=prefix, include_in_schema=visible)
         app.include_router(routes_steps.router(), prefix=prefix, include_in_schema=visible)
+        app.include_router(routes_timeseries.router(), prefix=prefix, include_in_schema=visible)
 
     @app.get("/", include_in_schema=False)
     async def root(_request: Request) -> RedirectResponse:

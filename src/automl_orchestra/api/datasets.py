@@ -20,7 +20,7 @@ from automl_orchestra.steps.validation import check_import_path, check_url
 
 CHUNK = 1 << 20
 SOURCE_FIELDS = ("url", "path")
-FORMAT_FIELDS = ("separator", "header", "columns", "types", "encoding")
+FORMAT_FIELDS = ("separator", "header", "columns", "types", "encoding", "columnId", "columnSort")
 
 
 async def read_request(request: Request, orchestra: Any, tool: str) -> tuple[StepBody, dict[str, Any]]:

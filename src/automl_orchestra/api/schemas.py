@@ -21,6 +21,7 @@ class Limits(BaseModel):
     timeoutS: float | None = Field(default=None, gt=0, description="wall-time limit of a run, seconds")
     memoryMb: int | None = Field(default=None, gt=0, description="memory limit of the worker process tree")
     cpus: int | None = Field(default=None, ge=1, le=256, description="CPU threads the step may use")
+    gpus: float | None = Field(default=None, ge=0, le=64, description="GPUs the step needs (Ray executor)")
 
 
 class StepBody(BaseModel):
@@ -58,6 +59,8 @@ class DatasetBody(StepBody):
     columns: list[str] | None = Field(default=None, description="column names when the file has no header")
     types: dict[str, Literal["number", "integer", "string", "boolean"]] | None = None
     encoding: str = "utf-8"
+    columnId: str | None = Field(default=None, description="dataset/timeseries long CSV: the series id column (id)")
+    columnSort: str | None = Field(default=None, description="dataset/timeseries long CSV: the time column (time)")
 
 
 class ProjectionBody(StepBody):

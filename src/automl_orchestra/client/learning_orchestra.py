@@ -35,24 +35,31 @@ from automl_orchestra.client.http import DEFAULT_API_PREFIX, Client, FileSource,
 
 __all__ = [
     "AutoMLFlaml",
+    "AutoMLTpot",
     "BuilderPython",
     "DatasetCsv",
     "DatasetGeneric",
+    "DatasetTimeSeries",
     "EvaluateFlaml",
     "EvaluateScikitLearn",
+    "EvaluateTpot",
     "ExploreHistogram",
     "ExploreScikitLearn",
     "FunctionPython",
     "ModelFlaml",
     "ModelScikitLearn",
+    "ModelTpot",
     "Observer",
     "PredictFlaml",
     "PredictScikitLearn",
+    "PredictTpot",
     "TrainFlaml",
     "TrainScikitLearn",
+    "TrainTpot",
     "TransformDataType",
     "TransformProjection",
     "TransformScikitLearn",
+    "TransformTsfresh",
     "TuneFlaml",
     "TuneScikitLearn",
 ]
@@ -416,6 +423,12 @@ class DatasetGeneric(_Dataset):
     """``dataset/generic``: any file, stored as is (referenced as a file path)."""
 
     tool = "generic"
+
+
+class DatasetTimeSeries(_Dataset):
+    """``dataset/timeseries``: a long CSV (id, time, channels) or a sktime/UCR ``.ts`` file."""
+
+    tool = "timeseries"
 
 
 # ----- transform / explore (built-in tools) ---------------------------------------------------------
@@ -911,6 +924,28 @@ class EvaluateFlaml(_Evaluate):
     tool = "flaml"
 
 
+class ModelTpot(_Model):
+    tool = "tpot"
+
+
+class TrainTpot(_Train):
+    tool = "tpot"
+
+
+class PredictTpot(_Predict):
+    tool = "tpot"
+
+
+class EvaluateTpot(_Evaluate):
+    tool = "tpot"
+
+
+class TransformTsfresh(_Transform):
+    """``transform/tsfresh``: ``method`` is extract_features (default), select_features or impute."""
+
+    tool = "tsfresh"
+
+
 # ----- code steps -----------------------------------------------------------------------------------
 
 
@@ -1194,6 +1229,12 @@ class AutoMLFlaml(_AutoML):
     """``automl/flaml``: declarative AutoML with FLAML (leaderboard + best model + metrics)."""
 
     tool = "flaml"
+
+
+class AutoMLTpot(_AutoML):
+    """``automl/tpot``: baselines + TPOT search, best by CV (leaderboard, model, pipeline.py)."""
+
+    tool = "tpot"
 
 
 # ----- observer -------------------------------------------------------------------------------------

@@ -7,9 +7,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
-from collections.abc import Callable
+import os
+import socket
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -161,13 +165,17 @@ class FlamlEngine(MethodEngine):
         from flaml import AutoML
 
         automl = AutoML()
-        automl.fit(X_train=features, y_train=frame[settings.target], **settings.fit_arguments(ctx))
+        nodes = TrialNodes()
+        with nodes.recording(settings.parallel_trials):
+            automl.fit(X_train=features, y_train=frame[settings.target], **settings.fit_arguments(ctx, nodes))
+        if isinstance(getattr(automl, "_use_ray", None), dict):
+            automl._use_ray = True  # our Tune arguments (the callback) must not be pickled with the model
         if automl.best_estimator is None:
             raise StepError(
                 f"no model finished training within the time budget of {settings.time_budget:g} s; raise timeBudget"
             )
         model = FlamlModel(automl, decision.used, categorical, settings.target, settings.task)
-        board = leaderboard(automl, settings.metric)
+        board = leaderboard(automl, settings.metric, nodes)
         metric = resolved_metric(automl, settings.metric)
         best_loss = _finite(automl.best_loss)
         best_score = _score_from_loss(best_loss, metric)
@@ -184,6 +192,8 @@ class FlamlEngine(MethodEngine):
             "trainRows": len(frame),
             "learners": len(board),
             "bestConfigTrainTime": _finite(getattr(automl, "best_config_train_time", None)),
+            "parallelTrials": settings.parallel_trials,
+            "trialNodes": dict(nodes.per_node),
         }
         metrics: dict[str, Any] = {"bestScore": best_score, "bestLoss": best_loss}
         if getattr(getattr(automl, "_state", None), "eval_method", None) == "cv":
@@ -210,12 +220,19 @@ class _AutomlSettings:
         clashes = sorted(RESERVED_OPTIONS & set(self.options))
         if clashes:
             raise StepError(f"options {clashes} are set by the step itself; use its top-level parameters")
+        self.parallel_trials = p.optional_int(params, "parallelTrials", 1, minimum=1)
         requested = p.optional_number(params, "timeBudget", 60.0, minimum=1.0)
         self.time_budget = bounded_budget(requested, ctx.time_budget_s)
         if self.time_budget < requested:
             print(f"timeBudget {requested:g} s lowered to {self.time_budget:g} s to fit the step timeout", flush=True)
 
-    def fit_arguments(self, ctx: StepContext) -> dict[str, Any]:
+    def fit_arguments(self, ctx: StepContext, nodes: TrialNodes) -> dict[str, Any]:
+        parallel: dict[str, Any] = {}
+        if self.parallel_trials > 1:
+            # FLAML hands concurrent trials to Ray Tune; our callback sees where each one ran. Tune's files go
+            # to the step's work directory instead of ~/ray_results.
+            tune_args = {"callbacks": [nodes.callback()], "storage_path": str(ctx.work_dir / "ray_results")}
+            parallel = {"n_concurrent_trials": self.parallel_trials, "use_ray": tune_args}
         return {
             "task": self.task,
             "time_budget": self.time_budget,
@@ -227,8 +244,59 @@ class _AutomlSettings:
             "mlflow_logging": False,
             # Retrain the best config on all rows only when it fits in the budget: the budget is a promise.
             "retrain_full": "budget",
+            **parallel,
             **self.options,
         }
+
+
+class TrialNodes:
+    """Where FLAML's trials ran: this host for a sequential search, the Ray Tune result's node otherwise."""
+
+    def __init__(self) -> None:
+        self.per_node: Counter[str] = Counter()
+        self.per_learner: defaultdict[str, set[str]] = defaultdict(set)
+
+    def record(self, learner: str, node: str) -> None:
+        self.per_node[node] += 1
+        self.per_learner[learner].add(node)
+
+    def learner_nodes(self, learner: str) -> str:
+        return ",".join(sorted(self.per_learner.get(learner) or {socket.gethostname()}))
+
+    @contextlib.contextmanager
+    def recording(self, parallel_trials: int) -> Iterator[None]:
+        """Around a search: with parallel trials, leave Ray as found (a worker is reused for the next step).
+
+        With ``RAY_ADDRESS`` set (the Ray executor exports it) Ray Tune joins that cluster, so trials spread
+        over its nodes; without it, Ray Tune starts a private instance for this step, stopped here."""
+        if parallel_trials <= 1:
+            yield
+            return
+        os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+        os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # else Ray writes ~/.ray/auth_token
+        import ray
+
+        was_connected = ray.is_initialized()
+        try:
+            yield
+        finally:
+            if not was_connected and ray.is_initialized():
+                ray.shutdown()
+
+    def callback(self) -> Any:
+        from ray.tune import Callback
+
+        recorder = self
+
+        class _Recorder(Callback):
+            def on_trial_result(
+                self, iteration: int, trials: list[Any], trial: Any, result: dict[str, Any], **info: Any
+            ) -> None:
+                config = trial.config or {}
+                learner = config.get("ml", config).get("learner", "?")
+                recorder.record(str(learner), str(result.get("node_ip") or result.get("hostname") or "?"))
+
+        return _Recorder()
 
 
 def bounded_budget(requested: float, step_timeout: float) -> float:
@@ -244,8 +312,9 @@ def resolved_metric(automl: Any, requested: str) -> str:
     return str(getattr(getattr(automl, "_state", None), "metric", requested))
 
 
-def leaderboard(automl: Any, requested_metric: str) -> pd.DataFrame:
-    """One row per learner FLAML tried, best first: loss, score, config, timing, iterations."""
+def leaderboard(automl: Any, requested_metric: str, nodes: TrialNodes | None = None) -> pd.DataFrame:
+    """One row per learner FLAML tried, best first: loss, score, config, timing, iterations, nodes."""
+    nodes = nodes or TrialNodes()
     metric = resolved_metric(automl, requested_metric)
     configs = automl.best_config_per_estimator
     states = getattr(automl, "_search_states", {})  # FLAML's per-learner bookkeeping (timing, iterations)
@@ -265,9 +334,10 @@ def leaderboard(automl: Any, requested_metric: str) -> pd.DataFrame:
                 "timeToBest": _finite(getattr(state, "time_best_found", None)),
                 "totalTime": _finite(getattr(state, "total_time_used", None)),
                 "iterations": iterations,
+                "nodes": nodes.learner_nodes(learner),
             }
         )
-    columns = ["learner", "bestLoss", "bestScore", "bestConfig", "timeToBest", "totalTime", "iterations"]
+    columns = ["learner", "bestLoss", "bestScore", "bestConfig", "timeToBest", "totalTime", "iterations", "nodes"]
     board = pd.DataFrame(rows, columns=columns)
     board = board.sort_values("bestLoss", na_position="last", kind="stable").reset_index(drop=True)
     return board.astype({"bestLoss": "float64", "bestScore": "float64", "iterations": "int64"})

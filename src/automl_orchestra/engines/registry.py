@@ -95,6 +95,35 @@ ENGINES: dict[str, EngineSpec] = {
             capabilities=frozenset({"tabular", "classification", "regression", "automl"}),
             derived={"automl": ("leaderboard",)},
         ),
+        EngineSpec(
+            name="timeseries",
+            services=("dataset",),
+            implementation="automl_orchestra.engines.timeseries:TimeSeriesDataset",
+            capabilities=frozenset({"timeseries"}),
+            derived={"dataset": ("labels",)},
+            description="time series (long CSV or sktime/UCR .ts) as a long table id, time, channels",
+        ),
+        EngineSpec(
+            name="labels",
+            services=("dataset",),
+            implementation="",
+            description="class labels of a .ts dataset (read-only, re-made by their owner)",
+        ),
+        EngineSpec(
+            name="tsfresh",
+            services=("transform",),
+            implementation="automl_orchestra.engines.tsfresh:TsfreshEngine",
+            capabilities=frozenset({"timeseries"}),
+            description="tsfresh extract_features / select_features / impute on long time-series tables",
+        ),
+        EngineSpec(
+            name="tpot",
+            services=("model", "automl", *METHOD_SERVICES),
+            implementation="automl_orchestra.engines.tpot:TpotEngine",
+            allowed_modules=("tpot", "sklearn"),
+            capabilities=frozenset({"tabular", "classification", "regression", "automl"}),
+            derived={"automl": ("leaderboard",)},
+        ),
     )
 }
 

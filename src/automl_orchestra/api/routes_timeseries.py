@@ -1,0 +1,467 @@
+"""The seed's time-series service on top of the step model: train from raw series + labels + a parameter
+file, list the trained pipelines, predict by pipeline id.
+
+Every call only creates ordinary steps (``dataset/timeseries`` -> ``transform/tsfresh`` extract ->
+``transform/tsfresh`` select -> ``automl/tpot``; prediction: ingest -> extract with the training features'
+settings -> ``predict/tpot``) and waits for them like ``/observe`` does; the steps are visible,
+re-executable and deletable, and a pipeline is simply the ``automl/tpot`` step ``ts-{modelId}``, so
+everything survives a restart. Uploads are checked here, before anything is stored: a labels file whose
+ids do not match the series is refused with 422 and leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import io
+import json
+import os
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import pyarrow.parquet as pq
+import yaml
+from fastapi import APIRouter, Path, Request
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from starlette.datastructures import UploadFile
+
+from automl_orchestra.api import examples
+from automl_orchestra.api.auth import require
+from automl_orchestra.api.datasets import _safe_filename
+from automl_orchestra.api.errors import ApiError, summarize
+from automl_orchestra.api.schemas import AutoMLBody, MethodBody
+from automl_orchestra.runtime.events import wait_for
+from automl_orchestra.steps.documents import step_document
+from automl_orchestra.steps.service import NewStep, step_prefix
+from automl_orchestra.store.models import SETTLED, Step
+from automl_orchestra.store.outputs import TABLE_FILE
+
+PREFIX = "ts-"
+MODEL_ID = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,100}$"
+LABEL = "label"
+FAILED = frozenset({"failed", "cancelled"})
+# How long a request waits beyond the search budget for ingest, features and saving before answering 202.
+EXTRA_WAIT_S = 600.0
+# Steps get one core unless told otherwise; the service's heavy steps (features, search) use the machine's.
+SEARCH_CPUS = max(1, min(os.cpu_count() or 1, 16))
+
+
+class ExtractParams(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    default_fc_parameters: str | dict[str, Any] = "efficient"
+    column_id: str = "id"
+    column_sort: str = "time"
+
+
+class TpotParams(BaseModel):
+    """TPOT settings of the parameter file; TPOT's own names are accepted beside the step's."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    timeBudget: float = Field(default=120.0, gt=0, alias="max_time_s")
+    generations: int | None = Field(default=None, ge=1)
+    populationSize: int | None = Field(default=None, ge=2, alias="population_size")
+    cv: int = Field(default=5, ge=2, le=100)
+    scoring: str = "accuracy"
+    seed: int = Field(default=1, alias="random_state")
+    baselines: list[str] | None = Field(default=None, description="strong baselines cross-validated before TPOT")
+
+
+class TrainParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    pipeline_id: str | int | None = None
+    extract_features: ExtractParams = Field(default_factory=ExtractParams)
+    select_features: bool = True
+    tpot: TpotParams = Field(default_factory=TpotParams)
+
+
+TRAINED = {
+    "result": {
+        "modelId": "2",
+        "status": "finished",
+        "trainShape": [50, 38],
+        "mean_cv_accuracy": 0.96,
+        "mean_cv_roc_auc": 0.99,
+        "modelType": "Pipeline(steps=[('standardscaler', StandardScaler()), ('svc', SVC(C=10.0))])",
+        "bestLearner": "tpot",
+        "metric": "accuracy",
+        "cvScore": 0.96,
+        "createdAt": "2026-01-01T00:00:00Z",
+        "step": "ts-2",
+        "trainTime": 131.2,
+        "steps": ["ts-2-raw", "ts-2-labels", "ts-2-features", "ts-2-selected", "ts-2"],
+    }
+}
+PREDICTED = {"result": {"0": "normal", "1": "collision"}, "steps": ["ts-2-predict-1a2b3c4d-raw", "..."]}
+MODELS = {"result": [TRAINED["result"]]}
+
+
+def _multipart(*files: str, params: bool = False) -> dict[str, Any]:
+    properties: dict[str, Any] = {name: {"type": "string", "format": "binary"} for name in files}
+    if params:
+        properties["params"] = {"type": "string", "format": "binary", "description": "YAML or JSON parameters"}
+    schema = {"type": "object", "required": ["raw_data"], "properties": properties}
+    return {"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": schema}}}}
+
+
+@dataclass
+class Upload:
+    filename: str
+    data: bytes
+
+    @property
+    def is_ts(self) -> bool:
+        return self.filename.lower().endswith(".ts")
+
+
+def router() -> APIRouter:
+    api = APIRouter(prefix="/timeseries", tags=["timeseries"])
+    model_path = Path(pattern=MODEL_ID, description="the pipeline id given at training")
+
+    @api.post(
+        "/train",
+        summary="Train a pipeline from raw series, labels and a parameter file (multipart)",
+        responses=examples.ok(TRAINED),
+        openapi_extra=_multipart("raw_data", "labels", params=True),
+    )
+    async def train(request: Request) -> dict[str, Any]:
+        orchestra = request.app.state.orchestra
+        require(request, orchestra.settings, "editor")
+        form = await request.form(max_files=3, max_fields=8)
+        params = _train_params(form.get("params"), await _optional_text(form.get("params")))
+        raw = await _upload(form.get("raw_data"), "raw_data", orchestra.settings.max_upload_mb)
+        labels_field = form.get("labels")
+        labels = await _upload(labels_field, "labels", orchestra.settings.max_upload_mb) if labels_field else None
+        await asyncio.to_thread(check_ids, raw, labels, params.extract_features.column_id)
+        model_id = str(params.pipeline_id) if params.pipeline_id is not None else uuid.uuid4().hex[:8]
+        steps = await asyncio.to_thread(_create_training, orchestra, model_id, params, raw, labels)
+        started = time.monotonic()
+        settled = await wait_settled(orchestra, steps, params.tpot.timeBudget + EXTRA_WAIT_S)
+        return {"result": training_report(orchestra, settled[-1], model_id, time.monotonic() - started, settled)}
+
+    @api.post(
+        "/{model_id}/predict",
+        summary="Predict raw series with a trained pipeline: {series_id: label}",
+        responses=examples.ok(PREDICTED),
+        openapi_extra=_multipart("raw_data"),
+    )
+    async def predict(request: Request, model_id: str = model_path) -> dict[str, Any]:
+        orchestra = request.app.state.orchestra
+        require(request, orchestra.settings, "editor")
+        model = await asyncio.to_thread(_model_step, orchestra, model_id)
+        form = await request.form(max_files=1, max_fields=4)
+        raw = await _upload(form.get("raw_data"), "raw_data", orchestra.settings.max_upload_mb)
+        steps = await asyncio.to_thread(_create_prediction, orchestra, model, raw)
+        settled = await wait_settled(orchestra, steps, EXTRA_WAIT_S)
+        _raise_if_failed(settled)
+        if settled[-1].status != "finished":
+            raise ApiError(504, f"the prediction steps {steps} did not finish in time; follow {steps[-1]!r}")
+        return {"result": await asyncio.to_thread(_predictions, orchestra, settled[1], settled[-1]), "steps": steps}
+
+    @api.get("/models", summary="Every trained time-series pipeline with its CV metrics", responses=examples.ok(MODELS))
+    async def models(request: Request) -> dict[str, Any]:
+        orchestra = request.app.state.orchestra
+        require(request, orchestra.settings, "viewer")
+        steps = await asyncio.to_thread(
+            orchestra.service.list_steps, service="automl", tool="tpot", skip=0, limit=10_000
+        )
+        return {"result": [model_summary(step) for step in steps if step.name.startswith(PREFIX)]}
+
+    return api
+
+
+# ----- request parsing ------------------------------------------------------------------------------
+
+
+async def _optional_text(field: Any) -> str | None:
+    if isinstance(field, UploadFile):
+        return (await field.read()).decode("utf-8", "replace")
+    return field if isinstance(field, str) else None
+
+
+def _train_params(_field: Any, text: str | None) -> TrainParams:
+    """The parameter file, YAML or JSON (JSON is YAML); an absent file means every default."""
+    try:
+        data = yaml.safe_load(text) if text else {}
+    except yaml.YAMLError as exc:
+        raise ApiError(422, f"params is neither YAML nor JSON: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ApiError(422, "params must be a mapping (extract_features, select_features, tpot, pipeline_id)")
+    try:
+        return TrainParams.model_validate(data)
+    except ValidationError as exc:
+        raise ApiError(422, "invalid params: " + summarize(exc.errors()), exc.errors(include_url=False)) from exc
+
+
+async def _upload(field: Any, name: str, limit_mb: int) -> Upload:
+    if not isinstance(field, UploadFile):
+        raise ApiError(422, f"the multipart request needs a file field named {name!r}")
+    data = await field.read(limit_mb * 2**20 + 1)
+    if len(data) > limit_mb * 2**20:
+        raise ApiError(413, f"{name} is larger than the limit of {limit_mb} MB")
+    return Upload(_safe_filename(field.filename or f"{name}.csv"), data)
+
+
+# ----- id checks (cheap, in the API process: the csv module only) -----------------------------------
+
+
+def check_ids(raw: Upload, labels: Upload | None, column_id: str) -> None:
+    """422 unless every series has exactly one label and every label a series."""
+    series = _ts_ids(raw.data) if raw.is_ts else _csv_ids(raw.data, column_id, "raw_data")
+    if labels is None:
+        if not raw.is_ts:
+            raise ApiError(422, "a long CSV needs a 'labels' file (id,label); only .ts files carry their labels")
+        return
+    labelled = _label_ids(labels.data)
+    missing, extra = sorted(series - labelled), sorted(labelled - series)
+    if missing or extra:
+        raise ApiError(
+            422,
+            f"the labels do not match the series: {len(missing)} series without a label, "
+            f"{len(extra)} labels without a series",
+            {"seriesWithoutLabel": missing[:20], "labelsWithoutSeries": extra[:20]},
+        )
+
+
+def _csv_ids(data: bytes, column: str, what: str) -> set[str]:
+    reader = csv.reader(io.StringIO(data.decode("utf-8", "replace")))
+    header = next(reader, None)
+    if not header or column not in header:
+        raise ApiError(422, f"{what}: no column {column!r} in the header {header[:20] if header else []}")
+    index = header.index(column)
+    return {row[index] for row in reader if len(row) > index}
+
+
+def _ts_ids(data: bytes) -> set[str]:
+    """A .ts file's series are numbered 0..n-1 in file order (what dataset/timeseries writes)."""
+    count, in_data = 0, False
+    for line in data.decode("utf-8", "replace").splitlines():
+        text = line.strip()
+        if not text or text.startswith("#"):
+            continue
+        if in_data:
+            count += 1
+        elif text.lower().startswith("@data"):
+            in_data = True
+    return {str(i) for i in range(count)}
+
+
+def _label_ids(data: bytes) -> set[str]:
+    ids = [row.get("id") for row in csv.DictReader(io.StringIO(data.decode("utf-8", "replace")))]
+    if not ids or any(value is None for value in ids):
+        raise ApiError(422, "labels: the file needs a header with columns 'id' and 'label'")
+    if len(set(ids)) != len(ids):
+        raise ApiError(422, "labels: duplicate series ids")
+    return {str(value) for value in ids}
+
+
+# ----- steps ----------------------------------------------------------------------------------------
+
+
+def _store_upload(orchestra: Any, name: str, upload: Upload) -> dict[str, Any]:
+    key = f"{step_prefix(name)}/source-{uuid.uuid4().hex[:12]}/{upload.filename}"
+    with orchestra.store.open(key, "wb") as target:
+        target.write(upload.data)
+    return {"kind": "upload", "key": key, "filename": upload.filename, "sizeBytes": len(upload.data)}
+
+
+def _create(orchestra: Any, service: str, tool: str, name: str, parameters: dict[str, Any], **limits: Any) -> str:
+    orchestra.service.create(
+        NewStep(service=service, tool=tool, name=name, parameters=parameters, description=f"timeseries {name}",
+                limits=limits)
+    )  # fmt: skip
+    return name
+
+
+def _check_free(orchestra: Any, names: list[str]) -> None:
+    taken = [name for name in names if orchestra.service.exists(name)]
+    if taken:
+        raise ApiError(409, f"step {taken[0]!r} already exists: choose another pipeline_id or delete the old steps")
+
+
+def _create_training(
+    orchestra: Any, model_id: str, params: TrainParams, raw: Upload, labels: Upload | None
+) -> list[str]:
+    base = f"{PREFIX}{model_id}"
+    names = {k: f"{base}-{k}" for k in ("raw", "labels", "features", "selected")}
+    _check_free(orchestra, [base, f"{base}_leaderboard", *names.values(), f"{names['raw']}_labels"])
+    extract = params.extract_features
+    fmt = {"columnId": extract.column_id, "columnSort": extract.column_sort}
+    steps = [
+        _create(
+            orchestra,
+            "dataset",
+            "timeseries",
+            names["raw"],
+            {**fmt, "source": _store_upload(orchestra, names["raw"], raw)},
+        )
+    ]
+    if labels is not None:
+        source = _store_upload(orchestra, names["labels"], labels)
+        steps.append(
+            _create(
+                orchestra,
+                "dataset",
+                "csv",
+                names["labels"],
+                {"separator": ",", "header": True, "encoding": "utf-8", "source": source},
+            )
+        )
+        labels_step = names["labels"]
+    else:
+        labels_step = f"{names['raw']}_labels"
+    # dataset/timeseries names the id and time columns "id" and "time" whatever the file called them.
+    options = extract.model_dump(exclude={"column_id", "column_sort"})
+    steps.append(
+        _create(
+            orchestra,
+            "transform",
+            "tsfresh",
+            names["features"],
+            _method(names["raw"], "extract_features", options),
+            cpus=SEARCH_CPUS,
+        )
+    )
+    # The selection step also joins the labels to the features; select_features: false keeps every feature.
+    selection = {"y": f"${labels_step}", "keep_all": not params.select_features}
+    steps.append(
+        _create(
+            orchestra,
+            "transform",
+            "tsfresh",
+            names["selected"],
+            _method(names["features"], "select_features", selection),
+        )
+    )
+    steps.append(_create_automl(orchestra, base, names["selected"], params.tpot))
+    return steps  # fmt: skip
+
+
+def _method(parent: str, method: str, arguments: dict[str, Any]) -> dict[str, Any]:
+    body = MethodBody(name="x", parentName=parent, method=method, methodParameters=arguments)
+    return body.to_parameters()
+
+
+def _create_automl(orchestra: Any, name: str, parent: str, tpot: TpotParams) -> str:
+    options: dict[str, Any] = {} if tpot.baselines is None else {"baselines": tpot.baselines}
+    body = AutoMLBody(
+        name=name, parentName=parent, target=LABEL, timeBudget=tpot.timeBudget, seed=tpot.seed, cv=tpot.cv,
+        scoring=tpot.scoring, generations=tpot.generations, populationSize=tpot.populationSize,
+        excludeColumns=["id"], options=options,
+    )  # fmt: skip
+    timeout = min(orchestra.settings.max_step_timeout_s, tpot.timeBudget * 1.5 + 120)
+    return _create(orchestra, "automl", "tpot", name, body.to_parameters(), timeoutS=timeout, cpus=SEARCH_CPUS)
+
+
+def _model_step(orchestra: Any, model_id: str) -> Step:
+    name = f"{PREFIX}{model_id}"
+    if not orchestra.service.exists(name):
+        raise ApiError(404, f"no trained pipeline {model_id!r}; see GET /timeseries/models")
+    step: Step = orchestra.service.get(name)
+    if step.status != "finished":
+        raise ApiError(409, f"pipeline {model_id!r} is {step.status}, not finished")
+    return step
+
+
+def _create_prediction(orchestra: Any, model: Step, raw: Upload) -> list[str]:
+    base = f"{model.name}-predict-{uuid.uuid4().hex[:8]}"
+    settings = model.parameters["parentName"]  # the selected training features: their columns are the settings
+    raw_params = {key: value for key, value in _raw_parameters(orchestra, model).items() if key != "source"}
+    raw_name = _create(
+        orchestra,
+        "dataset",
+        "timeseries",
+        f"{base}-raw",
+        {**raw_params, "source": _store_upload(orchestra, f"{base}-raw", raw)},
+    )
+    extract = {"featureSettings": f"${settings}"}
+    features = _create(
+        orchestra,
+        "transform",
+        "tsfresh",
+        f"{base}-features",
+        _method(raw_name, "extract_features", extract),
+        cpus=SEARCH_CPUS,
+    )
+    predict = MethodBody(name="x", parentName=model.name, method="predict", methodParameters={"X": f"${features}"})
+    predictions = _create(orchestra, "predict", "tpot", f"{base}-predictions", predict.to_parameters())
+    return [raw_name, features, predictions]  # fmt: skip
+
+
+def _raw_parameters(orchestra: Any, model: Step) -> dict[str, Any]:
+    raw = f"{model.name}-raw"
+    return dict(orchestra.service.get(raw).parameters) if orchestra.service.exists(raw) else {}
+
+
+# ----- waiting and reports --------------------------------------------------------------------------
+
+
+async def wait_settled(orchestra: Any, names: list[str], timeout: float) -> list[Step]:
+    """Wait until the last step settles, one fails, or ``timeout`` passes (re-reading at least every second)."""
+    deadline = time.monotonic() + timeout
+    with orchestra.hub.subscription(names[-1]) as changed:
+        while True:
+            steps: list[Step] = await asyncio.to_thread(lambda: [orchestra.service.get(n) for n in names])
+            if steps[-1].status in SETTLED or any(s.status in FAILED for s in steps):
+                return steps
+            if time.monotonic() >= deadline:
+                return steps
+            await wait_for(changed, 1.0)
+
+
+def _raise_if_failed(steps: list[Step]) -> None:
+    for step in steps:
+        if step.status in FAILED:
+            reason = (step.error or {}).get("reason") if isinstance(step.error, dict) else step.error
+            raise ApiError(422, f"step {step.name!r} {step.status}: {reason}", {"step": step.name, "error": step.error})
+
+
+def training_report(orchestra: Any, model: Step, model_id: str, seconds: float, steps: list[Step]) -> dict[str, Any]:
+    _raise_if_failed(steps)
+    report = {**model_summary(model), "trainTime": round(seconds, 2), "steps": [s.name for s in steps]}
+    if model.status != "finished":
+        report["timedOut"] = True
+    return report
+
+
+def model_summary(step: Step) -> dict[str, Any]:
+    meta = dict(step.meta or {})
+    cv = meta.get("cvMetrics") or {}
+    return {
+        "modelId": step.name[len(PREFIX) :],
+        "status": step.status,
+        "trainShape": meta.get("trainShape"),
+        "mean_cv_accuracy": cv.get("accuracy"),
+        "mean_cv_roc_auc": cv.get("roc_auc"),
+        "modelType": meta.get("pipeline"),
+        "bestLearner": meta.get("bestLearner"),
+        "metric": meta.get("metric"),
+        "cvScore": meta.get("bestScore"),
+        "createdAt": step_document(step)["createdAt"],
+        "step": step.name,
+    }
+
+
+def _predictions(orchestra: Any, features: Step, predictions: Step) -> dict[str, Any]:
+    ids = _column(orchestra, features, "id")
+    table = _read_table(orchestra, predictions)
+    values = table.column(table.column_names[0]).to_pylist()
+    return {str(i): _plain(v) for i, v in zip(ids, values, strict=True)}
+
+
+def _column(orchestra: Any, step: Step, column: str) -> list[Any]:
+    return list(_read_table(orchestra, step, [column]).column(column).to_pylist())
+
+
+def _read_table(orchestra: Any, step: Step, columns: list[str] | None = None) -> Any:
+    prefix = (step.output or {})["prefix"]
+    with orchestra.store.open(f"{prefix}/{TABLE_FILE}") as handle:
+        return pq.read_table(handle, columns=columns)
+
+
+def _plain(value: Any) -> Any:
+    return json.loads(json.dumps(value, default=str))
