@@ -23,12 +23,12 @@ from sklearn.utils import ClassifierTags, RegressorTags, Tags
 
 from automl_orchestra.engines import params as p
 from automl_orchestra.engines import registry
+from automl_orchestra.engines.automl import AutoMLRequest, training_data
 from automl_orchestra.engines.base import StepContext, StepError, StepResult
 from automl_orchestra.engines.calls import MethodEngine, as_scalar, fitted_summary
-from automl_orchestra.engines.columns import as_categories, select_features, text_columns
+from automl_orchestra.engines.columns import as_categories, text_columns
 from automl_orchestra.engines.values import readable_json
 
-TASKS = ("classification", "regression")
 # Metrics FLAML maximises: it minimises loss = 1 - metric for them (flaml/automl/automl.py,
 # is_to_reverse_metric); every other metric (rmse, mae, mse, log_loss, mape) is itself the loss.
 MAXIMIZED_METRICS = frozenset(
@@ -143,22 +143,8 @@ class FlamlEngine(MethodEngine):
 
     def automl(self, ctx: StepContext) -> StepResult:
         settings = _AutomlSettings(ctx)
-        frame = ctx.load_step(settings.parent)
-        if not isinstance(frame, pd.DataFrame):
-            raise StepError(f"step {settings.parent!r} is not a dataset (table): it holds {type(frame).__name__}")
-        if settings.target not in frame.columns:
-            raise StepError(f"target {settings.target!r} is not a column of {settings.parent!r}: {list(frame.columns)}")
-        frame = frame[frame[settings.target].notna()]
-        if frame.empty:
-            raise StepError(f"every row of {settings.parent!r} has a missing target {settings.target!r}")
-        decision = select_features(
-            frame.drop(columns=[settings.target]),
-            auto_exclude=settings.auto_exclude,
-            exclude=settings.exclude,
-            keep=settings.keep,
-        )
-        for column, reason in decision.excluded.items():
-            print(f"excluding column {column!r}: {reason}", flush=True)
+        data = training_data(ctx, settings)
+        frame, decision = data.frame, data.decision
         categorical = text_columns(frame[decision.used])
         features = as_categories(frame[decision.used], categorical)
 
@@ -201,30 +187,17 @@ class FlamlEngine(MethodEngine):
         return StepResult(value=model, metadata=metadata, metrics=metrics, derived={"leaderboard": board})
 
 
-class _AutomlSettings:
+class _AutomlSettings(AutoMLRequest):
     """The ``automl/flaml`` parameters, validated."""
 
     def __init__(self, ctx: StepContext) -> None:
+        super().__init__(ctx)
         params = ctx.params
-        self.parent = p.require_str(params, "parentName")
-        self.target = p.require_str(params, "target")
-        self.task = p.optional_str(params, "task", "classification") or "classification"
-        if self.task not in TASKS:
-            raise StepError(f"task {self.task!r} is not one of {list(TASKS)}")
-        self.metric = p.optional_str(params, "metric", "auto") or "auto"
-        self.seed = p.optional_int(params, "seed", 1)
-        self.auto_exclude = p.optional_bool(params, "autoExclude", True)
-        self.exclude = p.optional_str_list(params, "excludeColumns") or []
-        self.keep = p.optional_str_list(params, "keepColumns") or []
         self.options = ctx.resolve(p.optional_dict(params, "options"))
         clashes = sorted(RESERVED_OPTIONS & set(self.options))
         if clashes:
             raise StepError(f"options {clashes} are set by the step itself; use its top-level parameters")
         self.parallel_trials = p.optional_int(params, "parallelTrials", 1, minimum=1)
-        requested = p.optional_number(params, "timeBudget", 60.0, minimum=1.0)
-        self.time_budget = bounded_budget(requested, ctx.time_budget_s)
-        if self.time_budget < requested:
-            print(f"timeBudget {requested:g} s lowered to {self.time_budget:g} s to fit the step timeout", flush=True)
 
     def fit_arguments(self, ctx: StepContext, nodes: TrialNodes) -> dict[str, Any]:
         parallel: dict[str, Any] = {}
@@ -297,13 +270,6 @@ class TrialNodes:
                 recorder.record(str(learner), str(result.get("node_ip") or result.get("hostname") or "?"))
 
         return _Recorder()
-
-
-def bounded_budget(requested: float, step_timeout: float) -> float:
-    """The search budget: what was asked, but leaving headroom under the hard step timeout for loading the
-    data, the final retraining and saving the model (the worker is killed at the timeout, losing it all)."""
-    headroom = max(10.0, 0.1 * step_timeout)
-    return max(1.0, min(requested, step_timeout - headroom))
 
 
 def resolved_metric(automl: Any, requested: str) -> str:

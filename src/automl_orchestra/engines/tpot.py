@@ -28,10 +28,9 @@ from sklearn.base import BaseEstimator, clone
 
 from automl_orchestra.engines import params as p
 from automl_orchestra.engines import registry
+from automl_orchestra.engines.automl import AutoMLRequest, training_data
 from automl_orchestra.engines.base import StepContext, StepError, StepResult
 from automl_orchestra.engines.calls import MethodEngine, as_scalar, fitted_summary
-from automl_orchestra.engines.columns import select_features
-from automl_orchestra.engines.flaml import TASKS, bounded_budget
 
 CODE_FILE = "pipeline.py"
 BASELINES = ("random_forest", "extra_trees")
@@ -175,20 +174,8 @@ class TpotEngine(MethodEngine):
     def automl(self, ctx: StepContext) -> StepResult:
         started = time.monotonic()
         settings = _AutomlSettings(ctx)
-        frame = ctx.load_step(settings.parent)
-        if not isinstance(frame, pd.DataFrame):
-            raise StepError(f"step {settings.parent!r} is not a dataset (table): it holds {type(frame).__name__}")
-        if settings.target not in frame.columns:
-            raise StepError(f"target {settings.target!r} is not a column of {settings.parent!r}: {list(frame.columns)}")
-        frame = frame[frame[settings.target].notna()].reset_index(drop=True)
-        decision = select_features(
-            frame.drop(columns=[settings.target]),
-            auto_exclude=settings.auto_exclude,
-            exclude=settings.exclude,
-            keep=settings.keep,
-        )
-        for column, reason in decision.excluded.items():
-            print(f"excluding column {column!r}: {reason}", flush=True)
+        data = training_data(ctx, settings)
+        frame, decision = data.frame, data.decision
         non_numeric = [c for c in decision.used if not pd.api.types.is_numeric_dtype(frame[c])]
         if non_numeric:
             raise StepError(f"automl/tpot needs numeric features; {non_numeric[:10]} are not (exclude or encode them)")
@@ -447,28 +434,19 @@ def make_tpot(settings: _AutomlSettings, cpus: int, seconds: float) -> Any:
     return factory(**tpot_defaults(arguments, cpus))
 
 
-class _AutomlSettings:
+class _AutomlSettings(AutoMLRequest):
     """The ``automl/tpot`` parameters, validated."""
 
     def __init__(self, ctx: StepContext) -> None:
+        super().__init__(ctx)
         params = ctx.params
-        self.parent = p.require_str(params, "parentName")
-        self.target = p.require_str(params, "target")
-        self.task = p.optional_str(params, "task", "classification") or "classification"
-        if self.task not in TASKS:
-            raise StepError(f"task {self.task!r} is not one of {list(TASKS)}")
-        metric = p.optional_str(params, "metric", "auto") or "auto"
         default = "accuracy" if self.task == "classification" else "r2"
-        self.scoring = p.optional_str(params, "scoring") or (metric if metric != "auto" else default)
-        self.seed = p.optional_int(params, "seed", 1)
+        self.scoring = p.optional_str(params, "scoring") or (self.metric if self.metric != "auto" else default)
         self.cv = p.optional_int(params, "cv", 5, minimum=2, maximum=100)
         generations = params.get("generations")
         population = params.get("populationSize")
         self.generations = int(generations) if generations is not None else None
         self.population_size = int(population) if population is not None else None
-        self.auto_exclude = p.optional_bool(params, "autoExclude", True)
-        self.exclude = p.optional_str_list(params, "excludeColumns") or []
-        self.keep = p.optional_str_list(params, "keepColumns") or []
         options = dict(ctx.resolve(p.optional_dict(params, "options")))
         baselines = options.pop("baselines", list(BASELINES))
         if not isinstance(baselines, list) or any(name not in BASELINES for name in baselines):
@@ -478,10 +456,6 @@ class _AutomlSettings:
         if reserved:
             raise StepError(f"options {reserved} are set by the step itself; use its top-level parameters")
         self.options = options
-        requested = p.optional_number(params, "timeBudget", 60.0, minimum=1.0)
-        self.time_budget = bounded_budget(requested, ctx.time_budget_s)
-        if self.time_budget < requested:
-            print(f"timeBudget {requested:g} s lowered to {self.time_budget:g} s to fit the step timeout", flush=True)
 
 
 # ----- readable code ---------------------------------------------------------------------------------
