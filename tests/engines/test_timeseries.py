@@ -111,7 +111,10 @@ def test_tsfresh_and_tpot_pipeline(harness: Harness, tmp_path: Path) -> None:
     }
     board = harness.run_derived(ran, "leaderboard")
     assert {"random_forest", "extra_trees", "tpot"} <= set(board["learner"])  # baselines, then TPOT
-    assert board["bestScore"].is_monotonic_decreasing
+    # TPOT's pipelines are scored, or (on a loaded machine, stopped at the budget) its row says why not.
+    tpot = board[board["learner"] == "tpot"]
+    assert tpot["bestScore"].notna().all() or tpot["status"].str.startswith(("stopped", "skipped")).all()
+    assert board["bestScore"].dropna().is_monotonic_decreasing
     code = (ran.files / "pipeline.py").read_text()
     namespace: dict = {}
     exec(compile(code, "pipeline.py", "exec"), namespace)  # the exported code runs and builds an estimator

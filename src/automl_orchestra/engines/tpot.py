@@ -229,6 +229,7 @@ class _Search:
         self.candidates: list[_Candidate] = []
         self.tpot_rows: pd.DataFrame | None = None
         self.tpot_objective = ""
+        self.tpot_status = "not run"
 
     def run(self) -> _Candidate:
         for name in self.settings.baselines:
@@ -286,18 +287,23 @@ class _Search:
         hard_limit = left - reserve
         tpot_time = hard_limit * TPOT_SHARE - TPOT_FIXED_S
         if tpot_time < MIN_TPOT_S:
+            self.tpot_status = f"skipped: {left:.0f} s of the budget left after the baselines"
             print(f"skipping TPOT: {left:.0f} s left of the budget", flush=True)
             return
         began = time.monotonic()
         outcome = fit_tpot_bounded(self.settings, self.ctx, self.X, self.y, tpot_time, hard_limit)
         seconds = time.monotonic() - began
         if outcome is None:
+            self.tpot_status = f"stopped: no result within its {tpot_time:.0f} s (see the step's log)"
             return
         fitted, self.tpot_rows, self.tpot_objective = outcome
         print(f"TPOT ran {seconds:.1f} s of {tpot_time:.1f} s given", flush=True)
         score = _best_tpot_score(self.tpot_rows, self.tpot_objective)
         if fitted is not None and score is not None:
             self.candidates.append(_Candidate("tpot", fitted, score, seconds, "tpot", fitted=True))
+            self.tpot_status = "finished"
+        else:
+            self.tpot_status = "stopped: TPOT returned no scored pipeline"
 
     def extra_scores(self) -> dict[str, float]:
         return {f"cv_{c.name}": c.score for c in self.candidates}
@@ -308,7 +314,12 @@ class _Search:
             for c in self.candidates
         ]
         rows.extend(_tpot_rows(self.tpot_rows, self.tpot_objective))
-        board = pd.DataFrame(rows, columns=["learner", "source", "bestScore", "pipeline"])
+        if self.tpot_status != "finished":  # a TPOT search that gave no pipeline is recorded, not hidden
+            rows.append(
+                {"learner": "tpot", "source": "tpot", "bestScore": None, "pipeline": "", "status": self.tpot_status}
+            )
+        board = pd.DataFrame(rows, columns=["learner", "source", "bestScore", "pipeline", "status"])
+        board["status"] = board["status"].fillna("finished")
         return board.sort_values("bestScore", ascending=False, na_position="last", kind="stable").reset_index(drop=True)
 
 
