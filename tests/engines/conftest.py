@@ -8,7 +8,6 @@ pipeline would and hand the returned ``OutputRef`` to the next step as an input.
 from __future__ import annotations
 
 import contextlib
-import os
 import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -106,7 +105,7 @@ class Harness:
         spec = registry.engine(tool)
         assert spec is not None and spec.implementation, tool
         engine = load_engine(spec.implementation)
-        with _cwd(ctx.work_dir):
+        with contextlib.chdir(ctx.work_dir):
             result = engine.run(service, ctx)
         output = result.output if result.output is not None else engine.save(result.value, ctx.output_dir)
         assert sorted(output.files) == sorted(
@@ -123,16 +122,6 @@ class Harness:
         self.store.put_dir(ctx.output_dir, ref.prefix)
         self.refs[ctx.job.step_name] = ref
         return Ran(result, ref, derived, ctx, self)
-
-
-@contextlib.contextmanager
-def _cwd(path: Path) -> Iterator[None]:
-    previous = os.getcwd()
-    os.chdir(path)
-    try:
-        yield
-    finally:
-        os.chdir(previous)
 
 
 @pytest.fixture

@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import keyword
 import linecache
-import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -44,7 +43,7 @@ class PythonCode(Engine):
         code = load_code(ctx)
         ctx.work_dir.mkdir(parents=True, exist_ok=True)
         before = _snapshot(ctx)
-        with _working_directory(ctx.work_dir):
+        with contextlib.chdir(ctx.work_dir):
             response = run_code(ctx, code, {"pd": pd, "np": np})
         files, tables, skipped = _collect_files(ctx, before)
         metadata = {**_response_metadata(ctx, response), "files": files, "tables": tables}
@@ -100,16 +99,6 @@ def _response_metadata(ctx: StepContext, response: Any) -> dict[str, Any]:
         "responseType": type(response).__name__,
         "globals": sorted(p.optional_dict(ctx.params, "parameters")),
     }
-
-
-@contextlib.contextmanager
-def _working_directory(path: Path) -> Iterator[None]:
-    previous = os.getcwd()
-    os.chdir(path)
-    try:
-        yield
-    finally:
-        os.chdir(previous)
 
 
 def _candidate_files(ctx: StepContext) -> Iterator[Path]:
