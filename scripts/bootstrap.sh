@@ -22,6 +22,19 @@ export PIP_DISABLE_PIP_VERSION_CHECK=1
 .venv/bin/python -m pip install --quiet --upgrade pip
 extras=""
 [ "$mode" = "dev" ] && extras="[dev]"
+# torch first, by its exact version: pip then takes the local CPU wheel (find-links) instead of resolving a
+# CUDA build with GBs of dependencies while solving the rest.
+.venv/bin/python -m pip install --quiet "torch==2.13.0"
 echo "==> installing automl-orchestra${extras} into .venv"
 .venv/bin/python -m pip install --quiet -e ".${extras}"
+if ! command -v java >/dev/null 2>&1; then
+  # H2O's engine runs a JVM (Java 17).
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "==> installing a Java runtime for H2O (Debian package)"
+    DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openjdk-17-jre-headless >/dev/null
+  else
+    echo "warning: no 'java' on PATH: the h2o engine will fail until a Java 17 runtime is installed" >&2
+  fi
+fi
 echo "==> ready: $(.venv/bin/orchestra --version 2>/dev/null || echo automl-orchestra)"
