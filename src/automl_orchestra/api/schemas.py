@@ -240,6 +240,10 @@ class CodeBody(StepBody):
         return value
 
 
+# ``automl/{tool}`` bodies that extend the declarative AutoMLBody with engine-specific fields (one line each).
+AUTOML_BODIES: dict[str, type[StepBody]] = {}
+
+
 def body_model(service: str, tool: str) -> type[StepBody]:
     """The request model of ``/{service}/{tool}``."""
     if service == "dataset":
@@ -256,7 +260,7 @@ def body_model(service: str, tool: str) -> type[StepBody]:
     if service in {"train", "tune", "predict"}:
         return MethodBody
     if service == "automl":
-        return AutoMLBody
+        return AUTOML_BODIES.get(tool, AutoMLBody)
     return CodeBody
 
 
