@@ -27,6 +27,27 @@ extras=""
 .venv/bin/python -m pip install --quiet "torch==2.13.0"
 echo "==> installing automl-orchestra${extras} into .venv"
 .venv/bin/python -m pip install --quiet -e ".${extras}"
+# Engine environments (docs/architecture.md): one virtualenv .venv-NAME per environments/NAME/requirements.txt,
+# holding that engine's pinned stack plus this package without its dependencies; the server finds them
+# beside .venv. Re-installed only when the requirements file changed.
+for requirements in environments/*/requirements.txt; do
+  [ -e "$requirements" ] || continue
+  name="$(basename "$(dirname "$requirements")")"
+  venv=".venv-$name"
+  stamp="$venv/.requirements.sha256"
+  wanted="$(sha256sum "$requirements" | cut -d' ' -f1)"
+  if [ ! -x "$venv/bin/python" ]; then
+    echo "==> creating engine environment $venv"
+    "$python" -m venv "$venv"
+    "$venv/bin/python" -m pip install --quiet --upgrade pip
+  fi
+  if [ "$(cat "$stamp" 2>/dev/null)" != "$wanted" ]; then
+    echo "==> installing engine environment '$name' from $requirements (a few minutes the first time)"
+    "$venv/bin/python" -m pip install --quiet -r "$requirements"
+    echo "$wanted" > "$stamp"
+  fi
+  "$venv/bin/python" -m pip install --quiet --no-deps -e .
+done
 if ! command -v java >/dev/null 2>&1; then
   # H2O's engine runs a JVM (Java 17).
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then

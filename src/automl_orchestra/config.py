@@ -51,7 +51,9 @@ class Settings(BaseSettings):
     max_download_mb: int = Field(default=2048, gt=0, description="largest URL download accepted")
 
     environments: str = Field(
-        default="", description="extra engine environments: 'name=/path/to/python,name2=/path/python'"
+        default="",
+        description="engine environments: 'name=/path/to/python,...'; besides these, every virtualenv "
+        "'.venv-NAME' next to the server's own is environment NAME (scripts/bootstrap.sh creates them)",
     )
     instance_id: str | None = Field(default=None, description="name of this instance (default: host + random)")
     heartbeat_s: float = Field(default=5.0, gt=0, description="instance heartbeat interval")
@@ -108,7 +110,7 @@ class Settings(BaseSettings):
 
     @property
     def environment_pythons(self) -> dict[str, str]:
-        table = {"main": sys.executable}
+        table = {"main": sys.executable, **sibling_environments()}
         for item in filter(None, (part.strip() for part in self.environments.split(","))):
             name, _, python = item.partition("=")
             table[name.strip()] = python.strip()
@@ -130,3 +132,16 @@ class Settings(BaseSettings):
                 f"refusing to bind to {self.host} without authentication: set ORCHESTRA_TOKENS "
                 "(or --tokens) to 'token:role,...' when serving on a non-loopback address"
             )
+
+
+def sibling_environments() -> dict[str, str]:
+    """Engine environments by convention: ``.venv-NAME/bin/python`` beside the running virtualenv (the
+    layout scripts/bootstrap.sh creates from ``environments/NAME/requirements.txt``)."""
+    if sys.prefix == sys.base_prefix:  # not running in a virtualenv: nothing to look beside
+        return {}
+    found: dict[str, str] = {}
+    for venv in sorted(Path(sys.prefix).parent.glob(".venv-*")):
+        python = venv / "bin" / "python"
+        if python.is_file():
+            found[venv.name.removeprefix(".venv-")] = str(python)
+    return found

@@ -25,6 +25,7 @@ CODES = {
     413: "payload_too_large",
     415: "unsupported_media_type",
     422: "validation",
+    503: "unavailable",
 }
 
 

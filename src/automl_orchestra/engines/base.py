@@ -136,7 +136,7 @@ def load_output(store: ArtifactStore, ref: OutputRef) -> Any:
     """Load a stored output with the serializer of the engine that wrote it."""
     from automl_orchestra.engines import registry
 
-    if ref.environment != current_environment():
+    if ref.kind == "object" and ref.environment != current_environment():
         raise StepError(
             f"this output was written in the {ref.environment!r} engine environment and cannot be loaded "
             f"in {current_environment()!r}; reference a file-based output (a dataset or array step) instead"

@@ -37,19 +37,25 @@ class PythonCode(Engine):
         return StepResult(value=response, metadata=_response_metadata(ctx, response))
 
     def builder(self, ctx: StepContext) -> StepResult:
-        import numpy as np
-        import pandas as pd
+        return run_builder(ctx, {})
 
-        code = load_code(ctx)
-        ctx.work_dir.mkdir(parents=True, exist_ok=True)
-        before = _snapshot(ctx)
-        with contextlib.chdir(ctx.work_dir):
-            response = run_code(ctx, code, {"pd": pd, "np": np})
-        files, tables, skipped = _collect_files(ctx, before)
-        metadata = {**_response_metadata(ctx, response), "files": files, "tables": tables}
-        if skipped:
-            metadata["skipped"] = skipped
-        return StepResult(value=response, metadata=metadata)
+
+def run_builder(ctx: StepContext, preset: dict[str, Any]) -> StepResult:
+    """A whole-pipeline script in the step's working directory; the files it writes become artifacts (and
+    tables when they parse as such). ``pd``, ``np`` and ``preset`` are pre-imported for the code."""
+    import numpy as np
+    import pandas as pd
+
+    code = load_code(ctx)
+    ctx.work_dir.mkdir(parents=True, exist_ok=True)
+    before = _snapshot(ctx)
+    with contextlib.chdir(ctx.work_dir):
+        response = run_code(ctx, code, {"pd": pd, "np": np, **preset})
+    files, tables, skipped = _collect_files(ctx, before)
+    metadata = {**_response_metadata(ctx, response), "files": files, "tables": tables}
+    if skipped:
+        metadata["skipped"] = skipped
+    return StepResult(value=response, metadata=metadata)
 
 
 def load_code(ctx: StepContext) -> str:

@@ -8,7 +8,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from automl_orchestra.engines.registry import CODE_SERVICES
+from automl_orchestra.engines.registry import CODE_SERVICES, preload_modules
 from automl_orchestra.runtime.executor import DoneCallback, ProgressCallback
 from automl_orchestra.runtime.jobs import JobResult, JobSpec
 from automl_orchestra.runtime.supervisor import WorkerDied, WorkerProcess, publish_logs
@@ -19,11 +19,6 @@ log = logging.getLogger(__name__)
 Pool = tuple[str, bool]  # (environment, forking)
 
 # Modules a fresh worker imports before it reports ready, so the first small step does not pay for them.
-PRELOAD = {
-    "main": "pandas,pyarrow.parquet,sklearn.base,automl_orchestra.engines.builtin,automl_orchestra.engines.sklearn"
-}
-
-
 class LocalExecutor:
     def __init__(
         self,
@@ -154,7 +149,7 @@ class LocalExecutor:
                 f"engine environment {environment!r} is not configured (known: {sorted(self.pythons)}); "
                 "set ORCHESTRA_ENVIRONMENTS"
             )
-        preload = {"ORCHESTRA_PRELOAD": PRELOAD.get(environment, "")}
+        preload = {"ORCHESTRA_PRELOAD": preload_modules(environment)}
         return WorkerProcess(python, environment, self.log_dir, preload, forking=forking)
 
 

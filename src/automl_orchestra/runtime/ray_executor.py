@@ -25,9 +25,10 @@ from typing import Any
 import ray
 import ray.exceptions
 
+from automl_orchestra.engines.registry import preload_modules
 from automl_orchestra.runtime.executor import DoneCallback, ProgressCallback
 from automl_orchestra.runtime.jobs import JobResult, JobSpec
-from automl_orchestra.runtime.local import PRELOAD, Pool, pool_of
+from automl_orchestra.runtime.local import Pool, pool_of
 from automl_orchestra.runtime.supervisor import WorkerDied, WorkerProcess, publish_logs
 from automl_orchestra.store.artifacts import ArtifactStore
 
@@ -86,7 +87,7 @@ def _take_worker(job: JobSpec, log_dir: Path) -> WorkerProcess:
         return worker
     if worker is not None:
         worker.close()
-    extra = {"ORCHESTRA_PRELOAD": PRELOAD.get(job.environment, ""), **_ray_address_env()}
+    extra = {"ORCHESTRA_PRELOAD": preload_modules(job.environment), **_ray_address_env()}
     return WorkerProcess(python, job.environment, log_dir, extra, forking=key[1][1])
 
 

@@ -1,0 +1,410 @@
+"""The ``pycaret`` tool: PyCaret 3 experiments as atomic steps, and ``automl/pycaret``.
+
+It runs in the ``pycaret`` engine environment (``environments/pycaret``: PyCaret pins numpy 1.26, pandas 2.1
+and scikit-learn 1.4). The steps follow the experiment's own life cycle:
+
+* ``model/pycaret`` creates an experiment (``ClassificationExperiment``, ``RegressionExperiment``,
+  ``ClusteringExperiment``, ``AnomalyExperiment``);
+* ``transform/pycaret`` calls ``setup`` on it (the data comes in as a ``$dataset`` reference);
+* ``train|tune|evaluate|predict|explore/pycaret`` call a method of the set-up experiment
+  (``compare_models``, ``create_model``, ``tune_model``, ``ensemble_model``, ``blend_models``,
+  ``stack_models``, ``finalize_model``, ``predict_model``, ``assign_model``, ``plot_model``,
+  ``interpret_model``...) with models from other steps as ``$references``; the score grid PyCaret shows
+  after the call (``pull()``) becomes the derived dataset step ``{name}_grid``;
+* ``builder/pycaret`` runs a whole PyCaret script; ``automl/pycaret`` is the declarative body.
+
+An experiment is stored as PyCaret's own ``save_experiment`` file plus its data as Parquet (PyCaret leaves
+the data out of that file) and is rebuilt with ``load_experiment`` by the next step, in another worker.
+PyCaret itself is imported lazily: the main environment imports this module to read the tables it wrote.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import inspect
+import json
+import math
+import time
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from automl_orchestra.engines import params as p
+from automl_orchestra.engines.automl import AutoMLRequest, training_data
+from automl_orchestra.engines.base import Engine, StepContext, StepError, StepResult
+from automl_orchestra.engines.calls import as_scalar, call_method, method_kwargs, qualified_name, shape_output
+from automl_orchestra.engines.python_code import run_builder
+from automl_orchestra.engines.values import readable_json
+from automl_orchestra.store.outputs import OutputRef
+
+# Experiment class -> the PyCaret module that defines it.
+EXPERIMENTS = {
+    "ClassificationExperiment": "pycaret.classification",
+    "RegressionExperiment": "pycaret.regression",
+    "ClusteringExperiment": "pycaret.clustering",
+    "AnomalyExperiment": "pycaret.anomaly",
+}
+TASK_EXPERIMENTS = {"classification": "ClassificationExperiment", "regression": "RegressionExperiment"}
+EXPERIMENT_META = "experiment.json"
+EXPERIMENT_FILE = "experiment.pkl"
+EXPERIMENT_DATA = "experiment-data.parquet"
+PLOTS_DIR = "plots"
+# Our metric names (and scikit-learn's) -> PyCaret's column names in its score grids.
+METRIC_NAMES = {
+    "accuracy": "Accuracy",
+    "roc_auc": "AUC",
+    "auc": "AUC",
+    "recall": "Recall",
+    "precision": "Prec.",
+    "f1": "F1",
+    "kappa": "Kappa",
+    "mcc": "MCC",
+    "r2": "R2",
+    "mae": "MAE",
+    "mse": "MSE",
+    "rmse": "RMSE",
+    "rmsle": "RMSLE",
+    "mape": "MAPE",
+}
+DEFAULT_METRIC = {"classification": "Accuracy", "regression": "R2"}
+# Share of the automl budget for compare_models; tuning the winner gets the rest.
+COMPARE_SHARE = 0.6
+
+
+class PycaretEngine(Engine):
+    name = "pycaret"
+
+    # ----- the experiment ----------------------------------------------------------------------
+
+    def model(self, ctx: StepContext) -> StepResult:
+        class_name = p.optional_str(ctx.params, "class", "ClassificationExperiment") or "ClassificationExperiment"
+        experiment = new_experiment(class_name, method_kwargs(ctx, "classParameters"))
+        return StepResult(value=experiment, metadata={"class": class_name, "setup": False})
+
+    def transform(self, ctx: StepContext) -> StepResult:
+        experiment = self._experiment(ctx)
+        method = p.optional_str(ctx.params, "method", "setup") or "setup"
+        kwargs = method_kwargs(ctx)
+        if method == "setup":
+            kwargs = _setup_defaults(experiment, kwargs, ctx)
+        print(f"calling {type(experiment).__name__}.{method}({', '.join(kwargs)})", flush=True)
+        result = call_method(experiment, method, kwargs)
+        if method == "setup":
+            summary = _grid(experiment)
+            metadata = {"class": type(experiment).__name__, "setup": True, "method": method}
+            if summary is not None and {"Description", "Value"} <= set(summary.columns):
+                pairs = zip(summary["Description"], summary["Value"], strict=True)
+                metadata["summary"] = {str(k): readable_json(v) for k, v in pairs}
+            return StepResult(value=experiment, metadata=metadata)
+        return self._result(ctx, experiment, method, result)
+
+    # ----- methods of a set-up experiment ------------------------------------------------------
+
+    def train(self, ctx: StepContext) -> StepResult:
+        return self._call(ctx, "compare_models")
+
+    def tune(self, ctx: StepContext) -> StepResult:
+        return self._call(ctx, "tune_model")
+
+    def evaluate(self, ctx: StepContext) -> StepResult:
+        return self._call(ctx, "finalize_model")
+
+    def predict(self, ctx: StepContext) -> StepResult:
+        parent = ctx.load_step(p.require_str(ctx.params, "parentName"))
+        if is_experiment(parent):
+            return self._call(ctx, "predict_model", parent)
+        # A model (e.g. the pipeline automl/pycaret stored): its own predict/predict_proba on a table.
+        method = p.optional_str(ctx.params, "method", "predict") or "predict"
+        kwargs = method_kwargs(ctx)
+        result = call_method(parent, method, kwargs)
+        value = shape_output(result, kwargs.get("X"), target=parent)
+        return StepResult(value=value, metadata={"class": qualified_name(parent), "method": method})
+
+    def explore(self, ctx: StepContext) -> StepResult:
+        experiment = self._experiment(ctx)
+        method = p.optional_str(ctx.params, "method", "plot_model") or "plot_model"
+        kwargs = method_kwargs(ctx)
+        plots = ctx.output_dir / PLOTS_DIR
+        plots.mkdir(parents=True, exist_ok=True)
+        if method in ("plot_model", "interpret_model"):
+            kwargs.setdefault("save", str(plots))
+        if method == "plot_model":
+            kwargs.setdefault("verbose", False)
+        with _headless_plots():
+            result = call_method(experiment, method, kwargs)
+        files = sorted(f"{PLOTS_DIR}/{path.name}" for path in plots.iterdir() if path.is_file())
+        if not files:
+            raise StepError(f"{method} produced no plot file; PyCaret returned {readable_json(result)!r}")
+        return StepResult(value={"plots": files, "method": method}, metadata={"plots": files, "method": method})
+
+    # ----- whole pipelines ---------------------------------------------------------------------
+
+    def builder(self, ctx: StepContext) -> StepResult:
+        import pycaret
+
+        return run_builder(ctx, {"pycaret": pycaret})
+
+    def automl(self, ctx: StepContext) -> StepResult:
+        return run_automl(ctx)
+
+    # ----- storage: experiments as PyCaret files + Parquet, the rest as usual -------------------
+
+    def save(self, value: Any, out_dir: Path) -> OutputRef:
+        if not is_experiment(value):
+            return super().save(value, out_dir)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        meta = {"class": type(value).__name__, "setup": bool(getattr(value, "_setup_ran", False))}
+        if meta["setup"]:
+            value.save_experiment(out_dir / EXPERIMENT_FILE)
+            value.data.to_parquet(out_dir / EXPERIMENT_DATA)
+        (out_dir / EXPERIMENT_META).write_text(json.dumps(meta), encoding="utf-8")
+        files = sorted(path.name for path in out_dir.iterdir() if path.is_file())
+        return OutputRef(kind="object", prefix="", files=files)
+
+    def load(self, ref: OutputRef, local_dir: Path) -> Any:
+        meta_file = local_dir / EXPERIMENT_META
+        if not meta_file.exists():
+            return super().load(ref, local_dir)
+        meta = json.loads(meta_file.read_text(encoding="utf-8"))
+        cls = experiment_class(meta["class"])
+        if not meta["setup"]:
+            return cls()
+        data = pd.read_parquet(local_dir / EXPERIMENT_DATA)
+        with _quiet():
+            return cls.load_experiment(str(local_dir / EXPERIMENT_FILE), data=data)
+
+    # ----- helpers -----------------------------------------------------------------------------
+
+    def _experiment(self, ctx: StepContext) -> Any:
+        parent_name = p.require_str(ctx.params, "parentName")
+        experiment = ctx.load_step(parent_name)
+        if not is_experiment(experiment):
+            raise StepError(
+                f"step {parent_name!r} holds {type(experiment).__name__}, not a PyCaret experiment: "
+                "create one with model/pycaret (and call setup with transform/pycaret)"
+            )
+        return experiment
+
+    def _call(self, ctx: StepContext, default_method: str, experiment: Any = None) -> StepResult:
+        experiment = experiment if experiment is not None else self._experiment(ctx)
+        if not getattr(experiment, "_setup_ran", False):
+            raise StepError(
+                f"the experiment in {ctx.params.get('parentName')!r} is not set up yet: "
+                "call setup on it with a transform/pycaret step first"
+            )
+        method = p.optional_str(ctx.params, "method", default_method) or default_method
+        kwargs = _quiet_kwargs(experiment, method, method_kwargs(ctx))
+        print(f"calling {type(experiment).__name__}.{method}({', '.join(kwargs)})", flush=True)
+        with _headless_plots():
+            result = call_method(experiment, method, kwargs)
+        return self._result(ctx, experiment, method, result)
+
+    def _result(self, ctx: StepContext, experiment: Any, method: str, result: Any) -> StepResult:
+        grid = _grid(experiment)
+        metrics = grid_metrics(grid) if grid is not None else {}
+        metadata: dict[str, Any] = {"experiment": type(experiment).__name__, "method": method}
+        if result is not None and not isinstance(result, pd.DataFrame):
+            metadata["class"] = qualified_name(result)
+            metadata["model"] = readable_json(result)
+        derived = {}
+        if ctx.job.derived:
+            derived["grid"] = grid if grid is not None else pd.DataFrame({"note": [f"{method} showed no score grid"]})
+        if result is None:
+            raise StepError(f"{type(experiment).__name__}.{method} returned nothing to store")
+        return StepResult(value=result, metadata=metadata, metrics=metrics, derived=derived)
+
+
+# ----- experiments ---------------------------------------------------------------------------------
+
+
+def experiment_class(class_name: str) -> Any:
+    module = EXPERIMENTS.get(class_name)
+    if module is None:
+        raise StepError(f"class {class_name!r} is not a PyCaret experiment; use one of {sorted(EXPERIMENTS)}")
+    with _quiet():
+        return getattr(importlib.import_module(module), class_name)
+
+
+def new_experiment(class_name: str, kwargs: dict[str, Any]) -> Any:
+    return experiment_class(class_name)(**kwargs)
+
+
+def is_experiment(value: Any) -> bool:
+    return any(cls.__name__ in EXPERIMENTS and cls.__module__.startswith("pycaret.") for cls in type(value).__mro__)
+
+
+def _setup_defaults(experiment: Any, kwargs: dict[str, Any], ctx: StepContext) -> dict[str, Any]:
+    """PyCaret 3 defaults that do not fit a worker: no HTML/notebook display, the step's CPUs, the log in
+    the step's own directory. ``silent`` (PyCaret 2) is gone: dropped with a notice instead of failing."""
+    if "silent" in kwargs:
+        print("ignoring setup(silent=...): PyCaret 3 removed it (it never asks questions)", flush=True)
+        kwargs = {k: v for k, v in kwargs.items() if k != "silent"}
+    accepted = inspect.signature(experiment.setup).parameters
+    defaults = {"html": False, "verbose": False, "n_jobs": ctx.cpus, "system_log": str(ctx.work_dir / "logs.log")}
+    return {**{k: v for k, v in defaults.items() if k in accepted}, **kwargs}
+
+
+def _quiet_kwargs(experiment: Any, method: str, kwargs: dict[str, Any]) -> dict[str, Any]:
+    bound = getattr(experiment, method, None)
+    try:
+        accepted = inspect.signature(bound).parameters if bound is not None else {}
+    except (TypeError, ValueError):
+        accepted = {}
+    return {"verbose": False, **kwargs} if "verbose" in accepted else kwargs
+
+
+def _grid(experiment: Any) -> pd.DataFrame | None:
+    """The table PyCaret displayed after the last call, with its index (fold or model id) as a column."""
+    try:
+        grid = experiment.pull()
+    except Exception:  # noqa: BLE001 - no display yet: there simply is no grid
+        return None
+    if not isinstance(grid, pd.DataFrame) or grid.empty:
+        return None
+    grid = grid.copy()
+    index_name = grid.index.name or ("Fold" if "Mean" in grid.index else "Model")
+    grid.index = grid.index.map(str)
+    return grid.reset_index(names=index_name if index_name not in grid.columns else f"{index_name}_")
+
+
+def grid_metrics(grid: pd.DataFrame) -> dict[str, float]:
+    """Metrics of a score grid: the ``Mean`` row of a CV grid, or the first row of a holdout grid."""
+    first = grid.columns[0]
+    rows = grid[grid[first] == "Mean"] if first == "Fold" else grid
+    if rows.empty:
+        return {}
+    row = rows.iloc[0]
+    metrics = {}
+    for column in grid.columns[1:]:
+        value = as_scalar(row[column])
+        if value is not None and math.isfinite(value) and column not in ("TT (Sec)",):
+            metrics[str(column)] = value
+    return metrics
+
+
+# ----- automl/pycaret ------------------------------------------------------------------------------
+
+
+def run_automl(ctx: StepContext) -> StepResult:
+    """compare_models within a share of the budget, tune the winner with what is left, finalize it."""
+    started = time.monotonic()
+    request = AutoMLRequest(ctx)
+    data = training_data(ctx, request)
+    options = p.optional_dict(ctx.params, "options")
+    frame = data.frame[[*data.decision.used, request.target]]
+    experiment = new_experiment(TASK_EXPERIMENTS[request.task], {})
+    sort = pycaret_metric(request.metric, request.task)
+    cv = ctx.params.get("cv")
+    setup = {
+        "data": frame,
+        "target": request.target,
+        "session_id": request.seed,
+        **({"fold": int(cv)} if cv else {}),
+        **p.optional_dict(options, "setup"),
+    }
+    ctx.progress(0.02, "setup")
+    call_method(experiment, "setup", _setup_defaults(experiment, setup, ctx))
+    compare_budget = COMPARE_SHARE * request.time_budget - (time.monotonic() - started)
+    ctx.progress(0.05, "compare_models")
+    compare = {"sort": sort, "budget_time": max(compare_budget, 1.0) / 60.0, "n_select": 1, "errors": "ignore"}
+    compare.update(p.optional_dict(options, "compare_models"))
+    with _headless_plots():
+        best = call_method(experiment, "compare_models", _quiet_kwargs(experiment, "compare_models", compare))
+    if isinstance(best, list):
+        best = best[0] if best else None
+    if best is None:
+        raise StepError("compare_models trained no model within the budget; raise timeBudget")
+    leaderboard = _grid(experiment)
+    remaining = request.time_budget - (time.monotonic() - started)
+    per_iteration = _fit_seconds(leaderboard) * int(setup.get("fold", 10))
+    tuned, tuning = _tune(ctx, experiment, best, sort, per_iteration, remaining)
+    ctx.progress(0.9, "finalize_model")
+    holdout = _holdout_metrics(experiment, tuned)
+    final = call_method(experiment, "finalize_model", {"estimator": tuned})
+    cv_metrics = tuning or (_leaderboard_row(leaderboard) if leaderboard is not None else {})
+    metrics = {**{f"cv_{k}": v for k, v in cv_metrics.items()}, **{f"holdout_{k}": v for k, v in holdout.items()}}
+    metadata = {
+        "experiment": type(experiment).__name__,
+        "bestModel": type(tuned).__name__,
+        "model": readable_json(tuned),
+        "sort": sort,
+        "tuned": bool(tuning),
+        "features": data.decision.used,
+        "excludedColumns": data.decision.excluded,
+        "holdout": holdout,
+        "searchSeconds": round(time.monotonic() - started, 2),
+    }
+    derived = {"leaderboard": leaderboard if leaderboard is not None else pd.DataFrame({"note": ["no grid"]})}
+    return StepResult(value=final, metadata=metadata, metrics=metrics, derived=derived)
+
+
+def pycaret_metric(metric: str, task: str) -> str:
+    if metric in ("auto", ""):
+        return DEFAULT_METRIC[task]
+    return METRIC_NAMES.get(metric.lower(), metric)
+
+
+def _tune(
+    ctx: StepContext, experiment: Any, best: Any, sort: str, seconds_per_iteration: float, remaining: float
+) -> tuple[Any, dict[str, float]]:
+    """tune_model with as many iterations as the remaining time allows (PyCaret has no time limit for it):
+    one iteration costs about folds x the winner's fit time in the compare grid."""
+    # Keep time for finalize_model (one more fit, on every row) and the holdout predictions.
+    usable = remaining - 5.0 - seconds_per_iteration
+    n_iter = min(50, int(usable / max(1.5 * seconds_per_iteration, 0.05)))
+    if n_iter < 2:
+        print(f"not tuning {type(best).__name__}: {remaining:.0f} s left is too little", flush=True)
+        return best, {}
+    ctx.progress(0.6, f"tune_model ({n_iter} iterations)")
+    kwargs = {"estimator": best, "n_iter": n_iter, "optimize": sort, "choose_better": True}
+    with _headless_plots():
+        tuned = call_method(experiment, "tune_model", _quiet_kwargs(experiment, "tune_model", kwargs))
+    grid = _grid(experiment)
+    return tuned, grid_metrics(grid) if grid is not None else {}
+
+
+def _fit_seconds(leaderboard: pd.DataFrame | None) -> float:
+    if leaderboard is None or "TT (Sec)" not in leaderboard.columns or leaderboard.empty:
+        return 1.0
+    value = as_scalar(leaderboard["TT (Sec)"].iloc[0])
+    return max(value or 1.0, 0.01)
+
+
+def _leaderboard_row(leaderboard: pd.DataFrame) -> dict[str, float]:
+    metrics = {}
+    for column in leaderboard.columns[1:]:
+        value = as_scalar(leaderboard[column].iloc[0])
+        if value is not None and column != "TT (Sec)":
+            metrics[str(column)] = value
+    return metrics
+
+
+def _holdout_metrics(experiment: Any, model: Any) -> dict[str, float]:
+    """Scores on PyCaret's holdout split (the model was fitted on the training split only)."""
+    call_method(experiment, "predict_model", _quiet_kwargs(experiment, "predict_model", {"estimator": model}))
+    grid = _grid(experiment)
+    return grid_metrics(grid) if grid is not None else {}
+
+
+# ----- process hygiene -----------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def _headless_plots() -> Iterator[None]:
+    """Plots go to files only: the Agg backend, never a window or a notebook display."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    yield
+
+
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
+    """PyCaret warns about deprecations on import and load; that is noise in the step's stderr."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        yield
