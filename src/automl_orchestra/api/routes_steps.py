@@ -10,7 +10,7 @@ from fastapi import APIRouter, Body, Path, Query, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ValidationError
 
-from automl_orchestra.api import content, datasets, examples
+from automl_orchestra.api import compare, content, datasets, examples
 from automl_orchestra.api.auth import require, require_code
 from automl_orchestra.api.errors import ApiError, summarize
 from automl_orchestra.api.schemas import AutoMLBody, StepBody, body_model
@@ -65,6 +65,8 @@ def create_step(request: Request, service: str, tool: str, body: StepBody, param
         require_code(role, settings)
     _check_limits(body, settings)
     _check_body(service, tool, body, settings)
+    if service == "automl" and tool == "compare":  # expanded into its split, engine and compare steps
+        return compare.create(orchestra.service, settings, body)  # type: ignore[arg-type]
     step = orchestra.service.create(
         NewStep(
             service=service,

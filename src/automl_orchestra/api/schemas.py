@@ -218,6 +218,29 @@ class AutoMLBody(StepBody):
     scoring: str | None = Field(default=None, description="engine-specific scoring name (defaults to metric)")
 
 
+class CompareBody(AutoMLBody):
+    """``automl/compare``: the same dataset through several automl engines (same split, metric, seed and
+    budget each). ``options`` is keyed by engine. ``candidates`` / ``holdoutData`` / ``skipped`` are filled
+    by the server when it expands the comparison into its steps."""
+
+    example: ClassVar[dict[str, Any]] = {
+        "name": "titanic_compare",
+        "parentName": "titanic_train",
+        "target": "Survived",
+        "timeBudget": 60,
+        "metric": "roc_auc",
+        "engines": ["flaml", "autogluon", "h2o"],
+    }
+
+    engines: list[str] | None = Field(
+        default=None, min_length=1, max_length=16, description="automl tools to compare (default: every installed)"
+    )
+    holdout: float = Field(default=0.2, gt=0.0, lt=1.0, description="share of rows held out to score every engine")
+    candidates: dict[str, str] | None = Field(default=None, description="engine -> '$step' (set by the server)")
+    holdoutData: str | None = Field(default=None, description="'$step' of the holdout rows (set by the server)")
+    skipped: dict[str, str] | None = Field(default=None, description="engine -> why it was left out (server)")
+
+
 class CodeBody(StepBody):
     example: ClassVar[dict[str, Any]] = {
         "name": "titanic_summary",
@@ -241,7 +264,9 @@ class CodeBody(StepBody):
 
 
 # ``automl/{tool}`` bodies that extend the declarative AutoMLBody with engine-specific fields (one line each).
-AUTOML_BODIES: dict[str, type[StepBody]] = {}
+AUTOML_BODIES: dict[str, type[StepBody]] = {
+    "compare": CompareBody,
+}
 
 
 def body_model(service: str, tool: str) -> type[StepBody]:

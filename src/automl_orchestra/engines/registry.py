@@ -28,6 +28,9 @@ class EngineSpec:
     # Derived dataset steps a service of this engine produces besides its own output (e.g. leaderboards).
     derived: dict[str, tuple[str, ...]] = field(default_factory=dict)
     description: str = ""
+    # A step of this tool starts once its inputs are settled even if some failed (it reports them itself,
+    # e.g. automl/compare records a failed engine in its leaderboard); it gets their states in the job.
+    tolerates_failed_inputs: bool = False
 
     def allows_module(self, module_path: str) -> bool:
         return any(module_path == root or module_path.startswith(root + ".") for root in self.allowed_modules)
@@ -123,6 +126,45 @@ ENGINES: dict[str, EngineSpec] = {
             allowed_modules=("tpot", "sklearn"),
             capabilities=frozenset({"tabular", "classification", "regression", "automl"}),
             derived={"automl": ("leaderboard",)},
+        ),
+        EngineSpec(
+            name="h2o",
+            services=("model", "automl", *METHOD_SERVICES),
+            implementation="automl_orchestra.engines.h2o:H2OEngine",
+            allowed_modules=("h2o",),
+            capabilities=frozenset({"tabular", "classification", "regression", "automl"}),
+            derived={"automl": ("leaderboard",)},
+            description="H2O-3 (H2OAutoML, h2o.estimators) in a JVM per step; models as H2O binary + MOJO",
+        ),
+        EngineSpec(
+            name="autogluon",
+            services=("model", "automl", *METHOD_SERVICES),
+            implementation="automl_orchestra.engines.autogluon:AutoGluonEngine",
+            allowed_modules=("autogluon.tabular",),
+            capabilities=frozenset({"tabular", "classification", "regression", "automl"}),
+            derived={"automl": ("leaderboard",)},
+            description="AutoGluon TabularPredictor, saved under the step's output",
+        ),
+        EngineSpec(
+            name="split",
+            services=("transform",),
+            implementation="automl_orchestra.engines.split:SplitEngine",
+            derived={"transform": ("holdout",)},
+            description="a seeded (stratified) train/holdout split: the train rows, and {name}_holdout",
+        ),
+        EngineSpec(
+            name="holdout",
+            services=("dataset",),
+            implementation="",
+            description="holdout rows of a transform/split step (read-only, re-made by their owner)",
+        ),
+        EngineSpec(
+            name="compare",
+            services=("automl", "predict", "evaluate"),
+            implementation="automl_orchestra.engines.compare:CompareEngine",
+            derived={"automl": ("leaderboard",)},
+            tolerates_failed_inputs=True,
+            description="one dataset through several automl engines: one leaderboard and the best model",
         ),
     )
 }

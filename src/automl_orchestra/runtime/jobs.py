@@ -46,6 +46,10 @@ class JobSpec(BaseModel):
     limits: JobLimits
     policy: WorkerPolicy = Field(default_factory=WorkerPolicy)
     retryable: bool = Field(default=False, description="the executor may run it again once if its node is lost")
+    input_states: dict[str, dict[str, Any]] = Field(
+        default_factory=dict,
+        description="status, reason, metadata and wall time of every input, for tools that tolerate failed inputs",
+    )
 
 
 class JobResult(BaseModel):

@@ -153,14 +153,15 @@ class Scheduler:
                     session.commit()
                     continue
                 inputs = self._input_steps(session, step.name)
+                tolerant = _tolerates_failed_inputs(step)
                 failed = [p for p in inputs if p.status in FAILED_INPUT]
-                if failed:
+                if failed and not tolerant:
                     reason = f"input step {failed[0].name!r} ended {failed[0].status}"
                     self._finish(session, run, JobResult(run_id=run.id, status="failed", reason=reason))
                     session.commit()
                     self.on_change(step.name)
                     continue
-                if any(p.status not in READY_INPUT or not p.output for p in inputs):
+                if any(_unsettled(p, tolerant) for p in inputs):
                     continue
                 claimed = session.execute(
                     update(Run)
@@ -173,6 +174,8 @@ class Scheduler:
                 step.status = "running"
                 step.updated_at = utcnow()
                 job = self._job(step, run, inputs)
+                if tolerant:
+                    job.input_states = _input_states(session, inputs)
                 if step.cache and self._reuse_cached(session, step, run, job):
                     session.commit()
                     self.on_change(step.name)
@@ -411,6 +414,31 @@ class Scheduler:
             flagged = session.scalars(select(Run.id).where(Run.id.in_(mine), Run.cancel_requested.is_(True)))
             for run_id in flagged:
                 self.executor.cancel(run_id)
+
+
+def _tolerates_failed_inputs(step: Step) -> bool:
+    spec = registry.engine(step.tool)
+    return spec is not None and spec.tolerates_failed_inputs
+
+
+def _unsettled(parent: Step, tolerant: bool) -> bool:
+    """Whether a run must still wait for this input (a failed one counts as settled for tolerant tools)."""
+    if tolerant and parent.status in FAILED_INPUT:
+        return False
+    return parent.status not in READY_INPUT or not parent.output
+
+
+def _input_states(session: Session, inputs: list[Step]) -> dict[str, dict[str, Any]]:
+    states = {}
+    for parent in inputs:
+        run = session.scalar(select(Run).where(Run.step_name == parent.name, Run.number == parent.current_run))
+        states[parent.name] = {
+            "status": parent.status,
+            "reason": (parent.error or {}).get("reason"),
+            "meta": {k: v for k, v in (parent.meta or {}).items() if k != "progress"},
+            "wallS": run.wall_s if run is not None else None,
+        }
+    return states
 
 
 def _table_meta(ref: OutputRef) -> dict[str, Any]:

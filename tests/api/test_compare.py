@@ -1,0 +1,101 @@
+"""automl/compare through a real server: the expansion into ordinary steps, engines in parallel, a failing
+engine recorded (not fatal), one leaderboard, the best model usable by predict; and the request checks."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import httpx
+
+from automl_orchestra.api.compare import DEFAULT_ENGINES, chosen_engines
+from automl_orchestra.config import Settings
+from tests.api.helpers import content, post, upload
+from tests.conftest import ServerHandle
+from tests.data import titanic_like
+
+
+def test_compare_flaml_autogluon_and_a_failing_tpot(fresh_server: ServerHandle, tmp_path: Path) -> None:
+    server = fresh_server
+    with server.client() as http:
+        upload(http, "cmp_data", titanic_like(tmp_path / "train.csv", rows=400, seed=0))
+        upload(http, "cmp_test", titanic_like(tmp_path / "test.csv", rows=60, seed=1, first_id=1000))
+        body = {
+            "name": "cmp",
+            "parentName": "cmp_data",
+            "target": "Survived",
+            "timeBudget": 10,
+            "metric": "roc_auc",
+            "seed": 3,
+            # TPOT refuses text features (Sex, Embarked): a real engine failure inside the comparison.
+            "engines": ["flaml", "autogluon", "tpot"],
+            "options": {"flaml": {"estimator_list": ["lgbm", "rf"]}},
+            "limits": {"cpus": 1},
+        }
+        post(http, "/automl/compare", body)
+        document = server.wait("cmp", timeout=240)
+        assert document["status"] == "finished", document
+
+        steps = {s["name"]: s for s in http.get("/steps").json()["result"]}
+        assert {"cmp_split", "cmp_split_holdout", "cmp_flaml", "cmp_autogluon", "cmp_tpot"} <= set(steps)
+        assert steps["cmp_flaml"]["status"] == "finished" and steps["cmp_autogluon"]["status"] == "finished"
+        assert steps["cmp_tpot"]["status"] == "failed"
+        assert steps["cmp_flaml"]["parameters"]["options"] == {"estimator_list": ["lgbm", "rf"]}
+        assert steps["cmp_autogluon"]["parameters"]["options"] == {}
+        split = steps["cmp_split"]
+        assert split["holdoutRows"] == 80 and split["trainRows"] == 320
+
+        board = content(http, "/dataset/leaderboard/cmp_leaderboard", limit=10)[1:]
+        rows = {row["engine"]: row for row in board}
+        assert set(rows) == {"flaml", "autogluon", "tpot"}
+        assert board[-1]["engine"] == "tpot" and rows["tpot"]["status"] == "failed"
+        assert "numeric features" in rows["tpot"]["reason"]
+        for engine in ("flaml", "autogluon"):
+            row = rows[engine]
+            assert row["status"] == "finished" and row["holdoutMetric"] == "roc_auc"
+            assert 0.6 < row["holdoutScore"] <= 1.0 and row["holdoutScore"] == row["holdoutAuc"]
+            assert 0.0 < row["fitSeconds"] < 10 * 1.05 + 10 and row["predictSecondsPerRow"] > 0
+            assert row["cvScore"] is not None and row["model"]
+        best = board[0]
+        assert best["holdoutScore"] == max(rows[e]["holdoutScore"] for e in ("flaml", "autogluon"))
+        assert document["bestEngine"] == best["engine"] and document["bestStep"] == f"cmp_{best['engine']}"
+        assert document["failedEngines"] == {"tpot": rows["tpot"]["reason"]}
+
+        # The comparison's output is the winner's model: predict with it like with any automl step.
+        post(http, "/predict/compare", {"name": "cmp_pred", "parentName": "cmp", "methodParameters": {"X": "$cmp_test"}})
+        assert server.wait("cmp_pred")["status"] == "finished"
+        predicted = content(http, "/predict/compare/cmp_pred", limit=100)[1:]
+        assert len(predicted) == 60 and {row["Survived"] for row in predicted} <= {0, 1}
+
+        # Re-executing one engine step alone works like any step (it is an ordinary automl step).
+        lineage = http.get("/lineage/cmp").json()["result"]
+        parents = {e["parent"] for e in lineage["edges"] if e["child"] == "cmp"}
+        assert {"cmp_flaml", "cmp_autogluon", "cmp_tpot", "cmp_split_holdout", "cmp_data"} <= parents
+
+
+def test_compare_request_checks(fresh_server: ServerHandle, tmp_path: Path) -> None:
+    with fresh_server.client() as http:
+        _check_requests(http, tmp_path)
+
+
+def _check_requests(http: httpx.Client, tmp_path: Path) -> None:
+    upload(http, "cmpchk_data", titanic_like(tmp_path / "t.csv", rows=50))
+    base = {"name": "cmpchk", "parentName": "cmpchk_data", "target": "Survived", "timeBudget": 5}
+    unknown = post(http, "/automl/compare", {**base, "engines": ["flaml", "nope"]}, expect=422).json()
+    assert "'nope'" in str(unknown) and "tabular automl engine" in str(unknown)
+    post(http, "/automl/compare", {**base, "engines": ["flaml", "flaml"]}, expect=422)
+    keyed = post(http, "/automl/compare", {**base, "engines": ["flaml"], "options": {"time_budget": 3}}, expect=422)
+    assert "keyed by engine" in keyed.text
+    server_set = post(http, "/automl/compare", {**base, "engines": ["flaml"], "candidates": {"a": "$b"}}, expect=422)
+    assert "set by the server" in server_set.text
+    post(http, "/automl/compare", {**base, "name": "cmpchk_data", "engines": ["flaml"]}, expect=409)
+    assert http.get("/steps/cmpchk_split").status_code == 404  # nothing half-made
+
+
+def test_default_engines_are_the_installed_ones_with_reasons_for_the_others() -> None:
+    settings = Settings(environments="")
+    engines, skipped = chosen_engines(None, settings)
+    assert set(engines) | set(skipped) == set(DEFAULT_ENGINES)
+    assert {"flaml", "autogluon", "h2o", "tpot"} <= set(engines)  # all installed in the main environment
+    if "pycaret" in skipped:  # its own environment: left out, with the reason, when not configured
+        assert "environment" in skipped["pycaret"] or "registered" in skipped["pycaret"]
+    assert list(engines) == [e for e in DEFAULT_ENGINES if e in engines]
