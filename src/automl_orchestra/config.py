@@ -58,6 +58,10 @@ class Settings(BaseSettings):
     instance_id: str | None = Field(default=None, description="name of this instance (default: host + random)")
     heartbeat_s: float = Field(default=5.0, gt=0, description="instance heartbeat interval")
     poll_s: float = Field(default=0.05, gt=0, description="scheduler queue poll interval")
+    public_url: str | None = Field(
+        default=None,
+        description="URL workers reach this API at, for driver steps (automl/nas); default http://host:port",
+    )
 
     @field_validator("home")
     @classmethod
@@ -77,6 +81,15 @@ class Settings(BaseSettings):
     @property
     def work_root(self) -> Path:
         return self.home / "work"
+
+    @property
+    def api_url(self) -> str:
+        """Where workers call this API (driver steps): ``public_url``, else this server's own address."""
+        if self.public_url:
+            return self.public_url.rstrip("/")
+        host = "127.0.0.1" if self.host in {"0.0.0.0", "::", ""} else self.host
+        host = f"[{host}]" if ":" in host else host
+        return f"http://{host}:{self.port}"
 
     @property
     def token_roles(self) -> dict[str, Role]:

@@ -12,6 +12,7 @@ from fastapi import Request
 
 from automl_orchestra.api.errors import ApiError
 from automl_orchestra.config import Settings
+from automl_orchestra.steps import job_tokens
 
 RANK = {"viewer": 0, "editor": 1, "admin": 2}
 
@@ -30,6 +31,9 @@ def role_of(request: Request, settings: Settings) -> str:
     for known, role in settings.token_roles.items():
         if hmac.compare_digest(known.encode(), token.strip().encode()):
             return role
+    job_role = job_tokens.verify(settings.tokens, token.strip())  # a driver step's short-lived token
+    if job_role is not None:
+        return job_role
     raise ApiError(401, "unknown token", headers={"WWW-Authenticate": "Bearer"})
 
 

@@ -58,6 +58,7 @@ from automl_orchestra.client.learning_orchestra import (
     TuneFlaml,
     TuneScikitLearn,
 )
+from automl_orchestra.client.nas import NasService
 from automl_orchestra.client.timeseries import TimeSeriesService
 
 __all__ = [
@@ -83,6 +84,7 @@ __all__ = [
     "ModelFlaml",
     "ModelScikitLearn",
     "ModelTpot",
+    "NasService",
     "NotFoundError",
     "Observer",
     "OrchestraConnectionError",

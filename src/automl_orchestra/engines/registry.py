@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 # Services whose steps call a method on an existing object (``parentName``) -- the Learning Orchestra
 # "train|tune|evaluate|predict/{tool}" family.
 METHOD_SERVICES = ("train", "tune", "evaluate", "predict")
-ALL_SERVICES = ("dataset", "transform", "explore", "model", *METHOD_SERVICES, "automl", "function", "builder")
+ALL_SERVICES = ("dataset", "transform", "explore", "model", *METHOD_SERVICES, "automl", "function", "builder", "nas")
 # Services that run user-written code: only roles allowed to run code may create them.
 CODE_SERVICES = frozenset({"function", "builder"})
 
@@ -165,6 +165,42 @@ ENGINES: dict[str, EngineSpec] = {
             derived={"automl": ("leaderboard",)},
             tolerates_failed_inputs=True,
             description="one dataset through several automl engines: one leaderboard and the best model",
+        ),
+        EngineSpec(
+            name="generate",
+            services=("nas",),
+            implementation="automl_orchestra.engines.nas:NasGenerate",
+            capabilities=frozenset({"nas"}),
+            description="a NAS generator plug-in (random, evolution, tpe) proposes a model spec from the history",
+        ),
+        EngineSpec(
+            name="train",
+            services=("nas",),
+            implementation="automl_orchestra.engines.nas:NasTrain",
+            capabilities=frozenset({"nas", "image", "tabular", "classification"}),
+            description="train a NAS model spec with PyTorch (constraints checked on its instrumentation first)",
+        ),
+        EngineSpec(
+            name="evaluate",
+            services=("nas",),
+            implementation="automl_orchestra.engines.nas:NasEvaluate",
+            capabilities=frozenset({"nas"}),
+            description="test metrics, instrumentation and an ONNX export (checked with onnxruntime) of a network",
+        ),
+        EngineSpec(
+            name="nas",
+            services=("automl",),
+            implementation="automl_orchestra.engines.nas:NasSearch",
+            # "driver": its steps create child steps through the API (runtime: api URL + job token, no slot)
+            capabilities=frozenset({"driver", "nas", "image", "tabular", "classification", "automl"}),
+            derived={"automl": ("leaderboard", "comparison")},
+            description="the NAS scheduler: generate -> train -> evaluate as child steps, per generator, compared",
+        ),
+        EngineSpec(
+            name="comparison",
+            services=("dataset",),
+            implementation="",
+            description="generator comparison of an automl/nas step (read-only, re-made by its owner)",
         ),
     )
 }

@@ -50,6 +50,11 @@ class JobSpec(BaseModel):
         default_factory=dict,
         description="status, reason, metadata and wall time of every input, for tools that tolerate failed inputs",
     )
+    # Driver steps (e.g. automl/nas) create child steps through the API and wait on them: they get the API's
+    # URL and a short-lived token, and take no executor slot, so their children can always run.
+    driver: bool = Field(default=False, description="the step drives child steps through the API")
+    api_url: str | None = Field(default=None, description="the API base URL a driver step calls")
+    api_token: str | None = Field(default=None, description="a short-lived bearer token for a driver step")
 
 
 class JobResult(BaseModel):

@@ -56,9 +56,14 @@ class LocalExecutor:
         with self._lock:
             if self._closed:
                 raise RuntimeError("executor is shut down")
-            self._busy += 1
+            self._busy += 0 if job.driver else 1
             self._cancel[job.run_id] = threading.Event()
-        self._threads.submit(self._run, job, on_progress, on_done)
+        if job.driver:
+            # A driver waits on child steps that need slots: it takes none, and no pool thread either.
+            name = f"orchestra-driver-{job.step_name}"
+            threading.Thread(target=self._run, args=(job, on_progress, on_done), daemon=True, name=name).start()
+        else:
+            self._threads.submit(self._run, job, on_progress, on_done)
 
     def cancel(self, run_id: str) -> bool:
         with self._lock:
@@ -104,7 +109,7 @@ class LocalExecutor:
         if worker is not None:
             self._give_back(worker) if worker.alive else worker.kill()
         with self._lock:
-            self._busy -= 1
+            self._busy -= 0 if job.driver else 1
             self._cancel.pop(job.run_id, None)
         try:
             on_done(result)

@@ -155,7 +155,9 @@ class RayExecutor:
 
     def free_slots(self) -> int:
         with self._lock:
-            return 0 if self._closed or self._thread is None else self.max_in_flight - len(self._flights)
+            # driver steps wait on their children and hold no CPU: they do not count (no deadlock)
+            busy = sum(1 for flight in self._flights.values() if not flight.job.driver)
+            return 0 if self._closed or self._thread is None else self.max_in_flight - busy
 
     def submit(self, job: JobSpec, on_progress: ProgressCallback, on_done: DoneCallback) -> None:
         with self._lock:
@@ -188,7 +190,7 @@ class RayExecutor:
 
     def _remote(self, job: JobSpec) -> Any:
         task = _TASK.options(
-            num_cpus=job.limits.cpus,
+            num_cpus=0 if job.driver else job.limits.cpus,
             num_gpus=job.limits.gpus,
             memory=job.limits.memory_mb * 2**20,
             max_retries=0,  # a lost node is handled here (retryable steps run once more), not by Ray

@@ -27,7 +27,8 @@ from automl_orchestra.config import Settings
 from automl_orchestra.engines import registry
 from automl_orchestra.runtime.executor import Executor
 from automl_orchestra.runtime.jobs import JobLimits, JobResult, JobSpec, WorkerPolicy
-from automl_orchestra.steps.service import DERIVED_EDGE, run_prefix, step_prefix
+from automl_orchestra.steps import job_tokens
+from automl_orchestra.steps.service import DERIVED_EDGE, DRIVER_EDGE, run_prefix, step_prefix
 from automl_orchestra.store.artifacts import ArtifactStore
 from automl_orchestra.store.models import Edge, Instance, Run, Step, utcnow
 from automl_orchestra.store.outputs import OutputRef
@@ -190,7 +191,8 @@ class Scheduler:
 
     def _input_steps(self, session: Session, name: str) -> list[Step]:
         parents = session.scalars(
-            select(Edge.parent).where(Edge.child == name, Edge.reference != DERIVED_EDGE).distinct()
+            # a driver that created a step is in its lineage but is not an input it waits for
+            select(Edge.parent).where(Edge.child == name, Edge.reference.not_in((DERIVED_EDGE, DRIVER_EDGE))).distinct()
         ).all()
         return [s for s in (session.get(Step, p) for p in parents) if s is not None]
 
@@ -199,7 +201,14 @@ class Scheduler:
         limits = step.limits or {}
         settings = self.settings
         environment = spec.environment if spec else "main"
+        timeout_s = float(limits.get("timeoutS") or settings.step_timeout_s)
+        driver = spec is not None and "driver" in spec.capabilities
         return JobSpec(
+            driver=driver,
+            api_url=settings.api_url if driver else None,
+            api_token=job_tokens.mint(settings.tokens, step.name, timeout_s + 600)
+            if driver and settings.auth_enabled
+            else None,
             run_id=run.id,
             step_name=step.name,
             service=step.service,
@@ -213,7 +222,7 @@ class Scheduler:
             output_prefix=run_prefix(step.name, run.number, run.id),
             work_dir=str(Path(settings.work_root) / step.name / run.id),
             limits=JobLimits(
-                timeout_s=float(limits.get("timeoutS") or settings.step_timeout_s),
+                timeout_s=timeout_s,
                 memory_mb=int(limits.get("memoryMb") or settings.step_memory_mb),
                 cpus=int(limits.get("cpus") or 1),
                 gpus=float(limits.get("gpus") or 0),

@@ -24,6 +24,10 @@ from automl_orchestra.store.models import ACTIVE, Edge, Run, Step, utcnow
 # Parameters that name an input step directly (Learning Orchestra style) rather than by "$reference".
 NAME_FIELDS = ("parentName",)
 DERIVED_EDGE = "(derived)"
+# A driver step (automl/nas) names itself in ``drivenBy`` of the steps it creates: a lineage edge that is
+# not an input (the child never waits for its driver, which is running and waiting for it).
+DRIVER_FIELD = "drivenBy"
+DRIVER_EDGE = "(driver)"
 
 
 @dataclass
@@ -269,6 +273,12 @@ class StepService:
                 raise InvalidRequest(f"{key} must be a step name, got {parent!r}")
             self._require_parent(session, name, parent, key)
             edges[(parent, key)] = Edge(parent=parent, child=name, reference=key)
+        driver = parameters.get(DRIVER_FIELD)
+        if driver is not None:
+            if not isinstance(driver, str) or not references.is_valid_name(driver):
+                raise InvalidRequest(f"{DRIVER_FIELD} must be a step name, got {driver!r}")
+            self._require_parent(session, name, driver, DRIVER_FIELD)
+            edges[(driver, DRIVER_EDGE)] = Edge(parent=driver, child=name, reference=DRIVER_EDGE)
         try:
             refs = list(references.iter_references(parameters))
         except references.ReferenceError_ as exc:
