@@ -61,7 +61,9 @@ def test_compare_flaml_autogluon_and_a_failing_tpot(fresh_server: ServerHandle, 
         assert document["failedEngines"] == {"tpot": rows["tpot"]["reason"]}
 
         # The comparison's output is the winner's model: predict with it like with any automl step.
-        post(http, "/predict/compare", {"name": "cmp_pred", "parentName": "cmp", "methodParameters": {"X": "$cmp_test"}})
+        post(
+            http, "/predict/compare", {"name": "cmp_pred", "parentName": "cmp", "methodParameters": {"X": "$cmp_test"}}
+        )
         assert server.wait("cmp_pred")["status"] == "finished"
         predicted = content(http, "/predict/compare/cmp_pred", limit=100)[1:]
         assert len(predicted) == 60 and {row["Survived"] for row in predicted} <= {0, 1}

@@ -62,6 +62,8 @@ MIN_HEAP_MB = 512
 JVM_START_TIMEOUT_S = 90.0
 # What follows the search inside the budget: leaderboard, binary and MOJO download, JVM shutdown.
 FINISH_S = 4.0
+# The shortest search worth starting (H2O's first models, a GLM and a small GBM, take a few seconds).
+MIN_SEARCH_S = 8
 # H2O AutoML overruns max_runtime_secs a little (the model under way, then the stacked ensembles).
 RUNTIME_SHARE = 0.85
 # Memory allowance of a scoring JVM started outside an h2o step (the comparison, another tool's predict).
@@ -525,11 +527,12 @@ class _AutomlSettings(AutoMLRequest):
         self.cv = p.optional_int(ctx.params, "cv", 5, minimum=2)
 
     def runtime_s(self, left: float) -> int:
-        """H2O's max_runtime_secs (whole seconds) from what is left of the budget."""
+        """H2O's max_runtime_secs (whole seconds) from what is left of the budget; at least MIN_SEARCH_S,
+        because a search that trains no model is worth nothing (the overrun is said in the log)."""
         runtime = math.floor((left - FINISH_S) * RUNTIME_SHARE)
-        if runtime < 1:
-            raise StepError(f"the time budget leaves no time to search after the JVM start ({left:.0f} s left)")
-        return runtime
+        if runtime < MIN_SEARCH_S:
+            print(f"only {left:.0f} s of the budget left after the JVM start: searching {MIN_SEARCH_S} s anyway")
+        return max(runtime, MIN_SEARCH_S)
 
     def constructor_arguments(self, runtime: int) -> dict[str, Any]:
         return {
