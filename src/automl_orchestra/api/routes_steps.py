@@ -61,7 +61,7 @@ def create_step(request: Request, service: str, tool: str, body: StepBody, param
     orchestra = _orchestra(request)
     settings = orchestra.settings
     role = require(request, settings, "editor")
-    if service in registry.CODE_SERVICES:
+    if registry.runs_code(service, tool):
         require_code(role, settings)
     _check_limits(body, settings)
     _check_body(service, tool, body, settings)
@@ -355,7 +355,7 @@ def update_step(request: Request, name: str, changes: dict[str, Any], cascade: b
     orchestra = _orchestra(request)
     role = require(request, orchestra.settings, "editor")
     step = orchestra.service.get(name)
-    if step.service in registry.CODE_SERVICES:
+    if registry.runs_code(step.service, step.tool):
         require_code(role, orchestra.settings)
     if step.owner:
         raise ApiError(409, f"{name!r} is produced by step {step.owner!r}: re-execute that step instead")

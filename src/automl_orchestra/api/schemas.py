@@ -223,6 +223,31 @@ class AutoMLBody(StepBody):
     scoring: str | None = Field(default=None, description="engine-specific scoring name (defaults to metric)")
 
 
+class AutoKerasBody(AutoMLBody):
+    """``automl/autokeras``: a neural architecture search on images (named arrays, or a table of pixel
+    columns with ``imageShape``) or on a numeric table."""
+
+    example: ClassVar[dict[str, Any]] = {
+        "name": "mnist_automl",
+        "parentName": "mnist_load_data",
+        "inputKey": "train_images",
+        "target": "train_labels",
+        "task": "classification",
+        "timeBudget": 600,
+        "maxTrials": 3,
+        "epochs": 10,
+    }
+
+    maxTrials: int = Field(default=3, ge=1, le=1000, description="architectures tried at most")
+    epochs: int = Field(default=10, ge=1, le=10_000, description="training epochs of each trial")
+    trialTimeout: float | None = Field(default=None, gt=0, description="seconds one trial may run")
+    validationSplit: float = Field(default=0.1, gt=0, lt=0.9, description="share of rows that score the trials")
+    inputKey: str | None = Field(default=None, description="parentName holds named arrays: the inputs' key")
+    imageShape: list[int] | None = Field(
+        default=None, min_length=2, max_length=3, description="flat pixel columns as images, e.g. [28, 28]"
+    )
+
+
 class CompareBody(AutoMLBody):
     """``automl/compare``: the same dataset through several automl engines (same split, metric, seed and
     budget each). ``options`` is keyed by engine. ``candidates`` / ``holdoutData`` / ``skipped`` are filled
@@ -404,6 +429,7 @@ class CodeBody(StepBody):
 
 # ``automl/{tool}`` bodies that extend the declarative AutoMLBody with engine-specific fields (one line each).
 AUTOML_BODIES: dict[str, type[StepBody]] = {
+    "autokeras": AutoKerasBody,
     "compare": CompareBody,
     "nas": NasSearchBody,
 }

@@ -31,6 +31,12 @@ class EngineSpec:
     # A step of this tool starts once its inputs are settled even if some failed (it reports them itself,
     # e.g. automl/compare records a failed engine in its leaderboard); it gets their states in the job.
     tolerates_failed_inputs: bool = False
+    # Services of this tool whose parameters hold user code (the seed's "#..." expressions): like
+    # CODE_SERVICES, only code roles may create them and they run in forked children of a pristine worker.
+    code_services: frozenset[str] = field(default_factory=frozenset)
+    # Services that must start from a pristine process (forked from the code pool's template), e.g. because
+    # they fork children themselves and a warm worker's earlier jobs may have left thread pools behind.
+    forked_services: frozenset[str] = field(default_factory=frozenset)
 
     def allows_module(self, module_path: str) -> bool:
         return any(module_path == root or module_path.startswith(root + ".") for root in self.allowed_modules)
@@ -202,6 +208,25 @@ ENGINES: dict[str, EngineSpec] = {
             implementation="",
             description="generator comparison of an automl/nas step (read-only, re-made by its owner)",
         ),
+        EngineSpec(
+            name="autokeras",
+            services=("model", "train", "predict", "evaluate", "explore", "automl"),
+            implementation="automl_orchestra.engines.autokeras:AutoKerasEngine",
+            allowed_modules=("autokeras",),
+            capabilities=frozenset({"image", "text", "tabular", "classification", "regression", "automl", "nas"}),
+            derived={"train": ("leaderboard",), "automl": ("leaderboard",)},
+            forked_services=frozenset({"train", "automl"}),
+            description="AutoKeras 3 (torch backend): each trial in a child with its own time and memory limits",
+        ),
+        EngineSpec(
+            name="keras",
+            services=("model", "train", "predict", "evaluate"),
+            implementation="automl_orchestra.engines.keras:KerasEngine",
+            allowed_modules=("keras",),
+            capabilities=frozenset({"image", "text", "tabular", "classification", "regression"}),
+            code_services=frozenset({"model"}),
+            description="hand-built Keras 3 models from '#...' layer expressions (code), native .keras files",
+        ),
     )
 }
 
@@ -217,3 +242,15 @@ def tools_for(service: str) -> list[str]:
 def derived_outputs(service: str, tool: str) -> tuple[str, ...]:
     spec = ENGINES.get(tool)
     return spec.derived.get(service, ()) if spec else ()
+
+
+def runs_code(service: str, tool: str) -> bool:
+    """Whether a ``service/tool`` step runs user code (code roles only, forked worker children)."""
+    spec = ENGINES.get(tool)
+    return service in CODE_SERVICES or (spec is not None and service in spec.code_services)
+
+
+def runs_forked(service: str, tool: str) -> bool:
+    """Whether a ``service/tool`` step runs in a forked child of a pristine worker (the code pool)."""
+    spec = ENGINES.get(tool)
+    return runs_code(service, tool) or (spec is not None and service in spec.forked_services)

@@ -8,7 +8,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from automl_orchestra.engines.registry import CODE_SERVICES, preload_modules
+from automl_orchestra.engines.registry import preload_modules, runs_forked
 from automl_orchestra.runtime.executor import DoneCallback, ProgressCallback
 from automl_orchestra.runtime.jobs import JobResult, JobSpec
 from automl_orchestra.runtime.supervisor import WorkerDied, WorkerProcess, publish_logs
@@ -159,5 +159,6 @@ class LocalExecutor:
 
 
 def pool_of(job: JobSpec) -> Pool:
-    """Code steps run in forked children of a pristine worker (their interpreter state is the user's)."""
-    return job.environment, job.service in CODE_SERVICES
+    """Code steps run in forked children of a pristine worker (their interpreter state is the user's), and
+    so do steps whose engine needs a pristine process (see ``EngineSpec.forked_services``)."""
+    return job.environment, runs_forked(job.service, job.tool)
