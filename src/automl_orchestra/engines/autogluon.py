@@ -79,7 +79,7 @@ class AutoGluonModel(BaseEstimator):
 
     @property
     def classes_(self) -> np.ndarray:
-        return np.asarray(self.classes, dtype=object)
+        return np.asarray(self.classes)
 
     def __sklearn_is_fitted__(self) -> bool:
         return bool(self.best_model)

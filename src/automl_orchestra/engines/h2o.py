@@ -306,7 +306,7 @@ class H2OModel(BaseEstimator):
 
     @property
     def classes_(self) -> np.ndarray:
-        return np.asarray(self.classes, dtype=object)
+        return np.asarray(self.classes)
 
     def __sklearn_is_fitted__(self) -> bool:
         return bool(self.model_id)
