@@ -140,6 +140,23 @@ def build_parser() -> argparse.ArgumentParser:
     )
     models.add_argument("--json", action="store_true", help="print JSON")
     models.set_defaults(handler=cmd_ts_models)
+
+    compare = commands.add_parser(
+        "compare",
+        parents=[connection],
+        help="run a dataset through several automl engines (with --dataset) and print the comparison table",
+        allow_abbrev=False,
+    )
+    compare.add_argument("name", help="the automl/compare step")
+    compare.add_argument("--dataset", help="create the comparison on this dataset step (else: show an existing one)")
+    compare.add_argument("--target", help="the target column (with --dataset)")
+    compare.add_argument("--engines", help="comma-separated engines (default: every installed tabular engine)")
+    compare.add_argument("--budget", type=float, help="time budget per engine, seconds")
+    compare.add_argument("--metric", help="e.g. roc_auc, accuracy, r2")
+    compare.add_argument("--task", choices=("classification", "regression"), default="classification")
+    compare.add_argument("--holdout", type=float, help="share of rows held out to score the engines")
+    compare.add_argument("--json", action="store_true", help="print JSON")
+    compare.set_defaults(handler=cmd_compare)
     return parser
 
 
@@ -591,6 +608,47 @@ def cmd_ts_models(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             )
         )
     _table(rows, out)
+    return EXIT_OK
+
+
+def cmd_compare(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    from automl_orchestra.client.learning_orchestra import AutoMLCompare
+
+    with _client(args) as client:
+        comparison = AutoMLCompare(client=client)
+        if args.dataset:
+            if not args.target:
+                print("--target is required with --dataset", file=err)
+                return EXIT_USAGE
+            engines = [e.strip() for e in args.engines.split(",") if e.strip()] if args.engines else None
+            metadata = comparison.run_compare_sync(
+                args.name, args.dataset, args.target, engines=engines, time_budget=args.budget,
+                metric=args.metric, holdout=args.holdout, task=args.task,
+            )  # fmt: skip
+            if metadata.get("status") != "finished":
+                print(f"comparison {args.name} {metadata.get('status')}: {metadata.get('error')}", file=err)
+                return EXIT_FAILED
+        rows = comparison.comparison(args.name)
+    if args.json:
+        print(json.dumps(rows, indent=2, default=str), file=out)
+        return EXIT_OK
+    table = [("ENGINE", "STATUS", "MODEL", "CV SCORE", "HOLDOUT", "METRIC", "FIT S", "PREDICT MS/ROW", "REASON")]
+    for row in rows:
+        per_row = row.get("predictSecondsPerRow")
+        table.append(
+            (
+                str(row.get("engine")),
+                str(row.get("status")),
+                str(row.get("model") or "-"),
+                _number(row.get("cvScore")),
+                _number(row.get("holdoutScore")),
+                str(row.get("holdoutMetric") or "-"),
+                f"{row['fitSeconds']:.1f}" if isinstance(row.get("fitSeconds"), int | float) else "-",
+                f"{per_row * 1000:.4f}" if isinstance(per_row, int | float) else "-",
+                str(row.get("reason") or "")[:80],
+            )
+        )
+    _table(table, out)
     return EXIT_OK
 
 

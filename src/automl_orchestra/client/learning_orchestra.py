@@ -1237,6 +1237,104 @@ class AutoMLTpot(_AutoML):
     tool = "tpot"
 
 
+class AutoMLH2O(_AutoML):
+    """``automl/h2o``: H2O AutoML in a JVM of the step (leaderboard, leader as H2O binary, CV metrics)."""
+
+    tool = "h2o"
+
+
+class AutoMLAutoGluon(_AutoML):
+    """``automl/autogluon``: AutoGluon TabularPredictor (leaderboard, predictor under the step's output)."""
+
+    tool = "autogluon"
+
+
+class AutoMLCompare(_AutoML):
+    """``automl/compare``: one dataset through several automl engines under one budget each, the same
+    holdout rows and metric; one leaderboard and the best model overall (usable by any ``predict``).
+
+    ``options`` is keyed by engine, e.g. ``{"flaml": {"estimator_list": ["lgbm"]}}``.
+    """
+
+    tool = "compare"
+
+    def run_compare_sync(
+        self,
+        name: str,
+        parent_name: str,
+        target: str,
+        engines: list[str] | None = None,
+        time_budget: float | None = None,
+        metric: str | None = None,
+        holdout: float | None = None,
+        *,
+        max_wait: float | None = None,
+        **extra: Any,
+    ) -> Any:
+        """Run the comparison, wait for it and return its metadata (``bestEngine``, ``failedEngines``...)."""
+        return self.run_automl_sync(
+            name, parent_name, target, time_budget=time_budget, metric=metric, engines=engines,
+            holdout=holdout, max_wait=max_wait, **extra,
+        )  # fmt: skip
+
+    def run_compare_async(
+        self,
+        name: str,
+        parent_name: str,
+        target: str,
+        engines: list[str] | None = None,
+        time_budget: float | None = None,
+        metric: str | None = None,
+        holdout: float | None = None,
+        **extra: Any,
+    ) -> Any:
+        return self.run_automl_async(
+            name, parent_name, target, time_budget=time_budget, metric=metric, engines=engines,
+            holdout=holdout, **extra,
+        )  # fmt: skip
+
+    def comparison(self, name: str) -> list[dict[str, Any]]:
+        """The comparison's leaderboard rows (engine, status, model, scores, times, reason), best first."""
+        rows = self.search_leaderboard(name, limit=100)
+        return [dict(row) for row in rows[1:]]
+
+
+class ModelH2O(_Model):
+    """``model/h2o``: an H2O estimator or H2OAutoML (instantiated by the train step, in its JVM)."""
+
+    tool = "h2o"
+
+
+class TrainH2O(_Train):
+    tool = "h2o"
+
+
+class PredictH2O(_Predict):
+    tool = "h2o"
+
+
+class EvaluateH2O(_Evaluate):
+    tool = "h2o"
+
+
+class ModelAutoGluon(_Model):
+    """``model/autogluon``: a TabularPredictor (``label`` in class parameters; the path is the train step's)."""
+
+    tool = "autogluon"
+
+
+class TrainAutoGluon(_Train):
+    tool = "autogluon"
+
+
+class PredictAutoGluon(_Predict):
+    tool = "autogluon"
+
+
+class EvaluateAutoGluon(_Evaluate):
+    tool = "autogluon"
+
+
 # ----- observer -------------------------------------------------------------------------------------
 
 
