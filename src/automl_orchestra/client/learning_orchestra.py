@@ -34,26 +34,39 @@ from automl_orchestra.client.errors import NotFoundError
 from automl_orchestra.client.http import DEFAULT_API_PREFIX, Client, FileSource, Metadata, name_from_url
 
 __all__ = [
+    "AutoMLAutoKeras",
     "AutoMLFlaml",
     "AutoMLTpot",
     "BuilderPython",
     "DatasetCsv",
     "DatasetGeneric",
     "DatasetTimeSeries",
+    "EvaluateAutoKeras",
+    "EvaluateAutokeras",
     "EvaluateFlaml",
+    "EvaluateKeras",
     "EvaluateScikitLearn",
     "EvaluateTpot",
+    "ExploreAutoKeras",
     "ExploreHistogram",
     "ExploreScikitLearn",
     "FunctionPython",
+    "ModelAutoKeras",
     "ModelFlaml",
+    "ModelKeras",
     "ModelScikitLearn",
     "ModelTpot",
     "Observer",
+    "PredictAutoKeras",
+    "PredictAutokeras",
     "PredictFlaml",
+    "PredictKeras",
     "PredictScikitLearn",
     "PredictTpot",
+    "TrainAutoKeras",
+    "TrainAutokeras",
     "TrainFlaml",
+    "TrainKeras",
     "TrainScikitLearn",
     "TrainTpot",
     "TransformDataType",
@@ -949,6 +962,69 @@ class TransformTsfresh(_Transform):
 # ----- code steps -----------------------------------------------------------------------------------
 
 
+class ModelAutoKeras(_Model):
+    """``model/autokeras``: an AutoKeras task (``ImageClassifier``, ``StructuredDataRegressor``, ``AutoModel``
+    with ``inputs``/``blocks``/``outputs`` by name...) stored as a recipe; ``class_parameters`` are AutoKeras'
+    plus ``trialTimeout`` (seconds one trial may run)."""
+
+    tool = "autokeras"
+
+
+class TrainAutoKeras(_Train):
+    """``train/autokeras``: ``fit`` is the architecture search, each trial in a child process stopped at
+    its time limit or before the step's memory limit; the trial table is ``{name}_leaderboard``."""
+
+    tool = "autokeras"
+
+
+class PredictAutoKeras(_Predict):
+    """``predict/autokeras``: ``predict`` of the best model found (class labels for classifiers)."""
+
+    tool = "autokeras"
+
+
+class EvaluateAutoKeras(_Evaluate):
+    """``evaluate/autokeras``: ``evaluate`` of the best model found (loss and metrics by name)."""
+
+    tool = "autokeras"
+
+
+class ExploreAutoKeras(_Explore):
+    """``explore/autokeras``: ``summary`` (trial table, best architecture) or ``export`` (``model.keras``
+    and ``model.onnx`` artifacts)."""
+
+    tool = "autokeras"
+
+
+# The seed's Appendix B spells these classes both ways.
+TrainAutokeras = TrainAutoKeras
+PredictAutokeras = PredictAutoKeras
+EvaluateAutokeras = EvaluateAutoKeras
+
+
+class ModelKeras(_Model):
+    """``model/keras``: a hand-built Keras model, layers as the seed's ``"#keras.layers...."`` expressions
+    (code: needs a role that may run code)."""
+
+    tool = "keras"
+
+
+class TrainKeras(_Train):
+    """``train/keras``: ``compile`` then ``fit`` on a Keras model step (stored in Keras' native format)."""
+
+    tool = "keras"
+
+
+class PredictKeras(_Predict):
+    tool = "keras"
+
+
+class EvaluateKeras(_Evaluate):
+    """``evaluate/keras``: ``evaluate`` (metrics by name)."""
+
+    tool = "keras"
+
+
 class _CodeStep(_StepClient):
     """User code with resolved ``parameters`` as globals; the value of ``response`` is stored."""
 
@@ -1223,6 +1299,14 @@ def _leaderboard_reference(metadata: Mapping[str, Any]) -> str | None:
         if isinstance(candidate, str) and candidate:
             return name_from_url(candidate)
     return None
+
+
+class AutoMLAutoKeras(_AutoML):
+    """``automl/autokeras``: a neural architecture search suited to the input (a CNN for images, no
+    upscaling or downloads); ``extra``: ``max_trials``, ``epochs``, ``trial_timeout``, ``input_key``,
+    ``image_shape``, ``validation_split``."""
+
+    tool = "autokeras"
 
 
 class AutoMLFlaml(_AutoML):

@@ -34,6 +34,8 @@ POLL_S = 0.05
 MIN_MARGIN_MB = 256.0
 MARGIN_SHARE = 0.1
 
+Emit = Callable[[dict[str, Any]], None]  # how a trial reports an event to its parent
+
 
 @dataclass
 class TrialLimits:
@@ -68,7 +70,7 @@ def orchestrating_threads() -> None:
 
 
 def run_trial(
-    work: Callable[[Callable[[dict[str, Any]], None]], dict[str, Any]],
+    work: Callable[[Emit], dict[str, Any]],
     limits: TrialLimits,
     trial_dir: Path,
     cpus: int,
@@ -99,7 +101,7 @@ def run_trial(
 
 
 def _child(
-    work: Callable[[Callable[[dict[str, Any]], None]], dict[str, Any]], events: Path, result_file: Path, cpus: int
+    work: Callable[[Emit], dict[str, Any]], events: Path, result_file: Path, cpus: int
 ) -> None:
     code = 0
     try:
@@ -150,7 +152,8 @@ def _supervise(
             return TrialOutcome("failed", reason, peak_memory_mb=peak)
         if time.monotonic() - started > limits.timeout_s:
             _kill(pid)
-            return TrialOutcome("failed", f"time limit: the trial ran longer than {limits.timeout_s:.0f} s", 0, peak)
+            reason = f"time limit: the trial ran longer than {limits.timeout_s:.0f} s"
+            return TrialOutcome("failed", reason, peak_memory_mb=peak)
         time.sleep(POLL_S)
 
 

@@ -1,0 +1,175 @@
+"""AutoKeras through the real server on scikit-learn's 8x8 digits: the seed's Appendix B flow with a trial
+stopped at its time limit (the search goes on, the best model is kept), the trial table, reloading the
+saved model in other workers, ONNX export, and automl/autokeras on a table of pixel columns. The trial
+limits themselves (time and memory, in a real forked child) are checked directly on trial_process."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from automl_orchestra.engines import trial_process
+from automl_orchestra.engines.autokeras import architecture_name, numeric_labels
+from tests.api.helpers import content, post, run
+from tests.conftest import ServerHandle, launch
+
+DIGITS_CODE = """
+import numpy as np
+from sklearn.datasets import load_digits
+digits = load_digits()
+order = np.random.RandomState(0).permutation(len(digits.target))[:400]
+images, labels = digits.images[order].astype("float32"), digits.target[order]
+response = {"train_images": images[:300], "train_labels": labels[:300],
+            "test_images": images[300:], "test_labels": labels[300:]}
+"""
+
+TABLE_CODE = """
+import pandas as pd
+from sklearn.datasets import load_digits
+digits = load_digits(as_frame=True)
+response = digits.frame.sample(n=300, random_state=0).reset_index(drop=True)
+"""
+
+
+@pytest.fixture(scope="module")
+def ak_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerHandle]:
+    handle = launch(tmp_path_factory.mktemp("autokeras"))
+    with handle.client(timeout=120) as http:
+        run(handle, http, "/function/python", {"name": "digits", "code": DIGITS_CODE})
+    yield handle
+    handle.stop()
+
+
+def test_appendix_b_flow_keeps_the_best_model_when_a_trial_hits_its_time_limit(ak_server: ServerHandle) -> None:
+    with ak_server.client(timeout=120) as http:
+        # AutoKeras' own ImageClassifier: trial 1 is a small CNN, trial 2 a ResNet50 that upscales the 8x8
+        # images to ImageNet size -- far beyond its 15 s limit.
+        model = {
+            "name": "ak",
+            "modulePath": "autokeras.tasks.image",
+            "class": "ImageClassifier",
+            "classParameters": {"overwrite": True, "max_trials": 2, "seed": 1, "trialTimeout": 15},
+        }
+        assert run(ak_server, http, "/model/autokeras", model)["maxTrials"] == 2
+        fit = {
+            "name": "ak_fit",
+            "modelName": "ak",
+            "parentName": "ak",
+            "method": "fit",
+            "methodParameters": {
+                "x": "$digits.train_images",
+                "y": "$digits.train_labels",
+                "epochs": 2,
+                "validation_split": 0.2,
+            },
+        }
+        started = time.monotonic()
+        trained = run(ak_server, http, "/train/autokeras", fit)
+        assert time.monotonic() - started < 15 + 90  # the stopped trial did not hold the search up
+        assert trained["bestTrial"] == 1 and trained["trialsCompleted"] == 1 and trained["trialsFailed"] == 1
+        board = content(http, "/dataset/leaderboard/ak_fit_leaderboard")[1:]
+        best, stopped = board
+        assert best["best"] and best["status"] == "completed" and best["architecture"] == "vanilla"
+        assert best["epochs"] == 2 and len(json.loads(best["history"])) == 2 and best["parameterCount"] > 1000
+        assert best["score"] == pytest.approx(min(epoch["val_loss"] for epoch in json.loads(best["history"])))
+        assert stopped["status"] == "failed" and stopped["reason"].startswith("time limit")
+        assert stopped["architecture"] == "resnet resnet50" and 14 < stopped["seconds"] < 30
+        assert json.loads(stopped["hyperparameters"])["image_block_1/res_net_block_1/imagenet_size"] is True
+
+        # predict / evaluate / explore load the saved model in other workers (train ran in a forked child)
+        test = {"x": "$digits.test_images", "y": "$digits.test_labels"}
+        evaluate = {"name": "ak_eval", "parentName": "ak_fit", "method": "evaluate", "methodParameters": test}
+        scores = run(ak_server, http, "/evaluate/autokeras", evaluate)["metrics"]
+        assert set(scores) == {"loss", "accuracy"} and 0 <= scores["accuracy"] <= 1
+        predict = {"name": "ak_pred", "parentName": "ak_fit", "methodParameters": {"x": "$digits.test_images"}}
+        run(ak_server, http, "/predict/autokeras", predict)
+        predicted = content(http, "/predict/autokeras/ak_pred", limit=100)[1:]
+        assert len(predicted) == 100 and all(isinstance(label, int) and 0 <= label <= 9 for label in predicted)
+        summary = {"name": "ak_summary", "parentName": "ak_fit", "method": "summary"}
+        run(ak_server, http, "/explore/autokeras", summary)
+        explored = content(http, "/explore/autokeras/ak_summary")[1]
+        assert (
+            explored["bestTrial"] == 1 and len(explored["trials"]) == 2 and "Total params" in explored["architecture"]
+        )
+        export = {"name": "ak_export", "parentName": "ak_fit", "method": "export"}
+        run(ak_server, http, "/explore/autokeras", export)
+        files = {item["name"] for item in http.get("/explore/autokeras/ak_export/artifacts").json()["result"]}
+        assert {"model.keras", "model.onnx"} <= files
+        trained_files = {item["name"] for item in http.get("/train/autokeras/ak_fit/artifacts").json()["result"]}
+        assert {"model.keras", "pipeline.json", "trials.json"} <= trained_files
+        assert not any(name.endswith((".joblib", ".pkl")) for name in trained_files)
+
+
+def test_automl_on_a_table_of_pixel_columns(ak_server: ServerHandle) -> None:
+    with ak_server.client(timeout=120) as http:
+        run(ak_server, http, "/function/python", {"name": "digits_table", "code": TABLE_CODE})
+        body = {
+            "name": "ak_auto",
+            "parentName": "digits_table",
+            "target": "target",
+            "imageShape": [8, 8],
+            "maxTrials": 1,
+            "epochs": 2,
+            "timeBudget": 120,
+            "limits": {"timeoutS": 240},
+        }
+        document = run(ak_server, http, "/automl/autokeras", body)
+        assert document["input"] == "image" and document["trialsCompleted"] == 1
+        board = content(http, "/dataset/leaderboard/ak_auto_leaderboard")[1:]
+        assert len(board) == 1 and board[0]["architecture"] == "default"  # the search space fixes the CNN
+        assert json.loads(board[0]["hyperparameters"])["image_block_1/conv_block_1/filters_0_1"] == 64
+        post(http, "/automl/autokeras", {**body, "name": "ak_bad", "imageShape": [8]}, expect=422)
+        wrong = {**body, "name": "ak_wrong", "imageShape": [7, 7]}
+        failed = run(ak_server, http, "/automl/autokeras", wrong, status="failed")
+        assert "does not hold the 64 feature columns" in failed["error"]["reason"]
+
+
+def test_a_trial_is_stopped_at_its_time_limit_and_before_the_step_memory_limit(tmp_path: Path) -> None:
+    slow = trial_process.run_trial(_sleeps, trial_process.TrialLimits(1.0, 100_000), tmp_path / "slow", 1, _ignore)
+    assert slow.status == "failed" and slow.reason.startswith("time limit") and slow.seconds < 5
+    limits = trial_process.TrialLimits(60.0, trial_process._tree_mb() + 700)
+    events: list[dict] = []
+    greedy = trial_process.run_trial(_allocates, limits, tmp_path / "greedy", 1, events.append)
+    assert greedy.status == "failed" and greedy.reason.startswith("memory limit") and greedy.seconds < 30
+    assert greedy.peak_memory_mb > 300 and events[-1]["allocatedMb"] >= 300
+    fine = trial_process.run_trial(_answers, limits, tmp_path / "fine", 1, _ignore)
+    assert fine.ok and fine.result == {"answer": 42}
+    broken = trial_process.run_trial(_raises, limits, tmp_path / "broken", 1, _ignore)
+    assert broken.status == "failed" and broken.reason == "ValueError: bad trial" and "ValueError" in broken.traceback
+
+
+def test_labels_and_names() -> None:
+    assert numeric_labels(np.array(["7", "1"])).tolist() == [7, 1]
+    assert numeric_labels(np.array(["cat", "dog"])).tolist() == ["cat", "dog"]
+    assert architecture_name({"image_block_1/block_type": "resnet", "x/version": "resnet50"}) == "resnet resnet50"
+
+
+def _sleeps(emit: trial_process.Emit) -> dict:
+    time.sleep(60)
+    return {}
+
+
+def _allocates(emit: trial_process.Emit) -> dict:
+    blocks = []
+    for step in range(200):  # up to 10 GB, 50 MB at a time: the trial must be stopped long before
+        blocks.append(np.ones(50 * 2**20 // 8))
+        emit({"allocatedMb": 50 * (step + 1)})
+        time.sleep(0.02)
+    return {}
+
+
+def _answers(emit: trial_process.Emit) -> dict:
+    return {"answer": 42}
+
+
+def _raises(emit: trial_process.Emit) -> dict:
+    raise ValueError("bad trial")
+
+
+def _ignore(event: dict) -> None:
+    pass
