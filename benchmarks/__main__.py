@@ -12,6 +12,7 @@ BENCHMARKS = {
     "ingest": "benchmarks.bench_ingest",
     "tpot": "benchmarks.bench_tpot",
     "ray": "benchmarks.bench_ray",
+    "compare": "benchmarks.bench_compare",
 }
 
 
