@@ -1,4 +1,4 @@
-"""``python -m benchmarks [all|flaml|overhead|ingest|ray] [--quick]``: run benchmarks, print their ratios and write
+"""``python -m benchmarks [all|flaml|overhead|ingest|ray|nas] [--quick]``: run benchmarks, print their ratios and write
 ``benchmarks/results/<name>.json`` (``<name>-quick.json`` with ``--quick``)."""
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ BENCHMARKS = {
     "tpot": "benchmarks.bench_tpot",
     "ray": "benchmarks.bench_ray",
     "compare": "benchmarks.bench_compare",
+    "nas": "benchmarks.bench_nas",
 }
 
 

@@ -77,7 +77,7 @@ class TrialRecord:
     generator: str
     trial: int
     steps: dict[str, str]
-    started_s: float  # since this generator's search began
+    started_s: float  # time the generator had spent on its earlier trials
     status: str = "finished"
     reason: str | None = None
     genome: dict[str, Any] = field(default_factory=dict)
@@ -120,11 +120,7 @@ def run_search(ctx: StepContext) -> StepResult:
         raise StepError(f"the step name {driver!r} is too long for its child steps' names: use at most ~90 characters")
     with Client(ctx.job.api_url, token=ctx.job.api_token, timeout=60.0) as client:
         _remove_previous_children(client, driver)
-        records: list[TrialRecord] = []
-        for index, name in enumerate(request.generators):
-            done = index / len(request.generators)
-            ctx.progress(done, f"generator {name}")
-            records += _search_with(client, ctx, request, space, name, done)
+        records = _round_robin(client, ctx, request, space)
     return _result(ctx, request, records)
 
 
@@ -138,25 +134,33 @@ def _space(ctx: StepContext, request: SearchRequest) -> SearchSpace:
     return SearchSpace(kind, split.input_shape, len(split.classes), dict(request.control))
 
 
-def _search_with(
-    client: Client, ctx: StepContext, request: SearchRequest, space: SearchSpace, generator: str, done: float
-) -> list[TrialRecord]:
+def _round_robin(client: Client, ctx: StepContext, request: SearchRequest, space: SearchSpace) -> list[TrialRecord]:
+    """Trial 1 of every generator, then trial 2... Each generator is charged only its own trials' time, so
+    none pays for waiting on another, and a cold start (a worker importing PyTorch) is not always charged
+    to the first generator's whole search."""
     driver = ctx.job.step_name
-    started = time.monotonic()
-    records: list[TrialRecord] = []
+    spent = dict.fromkeys(request.generators, 0.0)
+    history: dict[str, list[TrialRecord]] = {name: [] for name in request.generators}
+    total = request.trials * len(request.generators)
     for trial in range(1, request.trials + 1):
-        elapsed = time.monotonic() - started
-        if elapsed >= request.time_budget:
-            print(f"{generator}: time budget spent after {trial - 1} trial(s)", flush=True)
+        active = [name for name in request.generators if spent[name] < request.time_budget]
+        for name in request.generators:
+            if name not in active and len(history[name]) == trial - 1:
+                print(f"{name}: time budget spent after {trial - 1} trial(s)", flush=True)
+        if not active:
             break
-        steps = {phase: _child(driver, generator, trial, phase) for phase in PHASES}
-        record = TrialRecord(generator, trial, steps, elapsed)
-        _run_trial(client, driver, request, space, record, records, remaining=request.time_budget - elapsed)
-        record.elapsed_s = time.monotonic() - started
-        records.append(record)
-        fraction = done + trial / request.trials / len(request.generators)
-        ctx.progress(min(fraction, 1.0), f"{generator} trial {trial}: {record.status} score {record.score}")
-    return records
+        for name in active:
+            steps = {phase: _child(driver, name, trial, phase) for phase in PHASES}
+            record = TrialRecord(name, trial, steps, spent[name])
+            started = time.monotonic()
+            remaining = request.time_budget - spent[name]
+            _run_trial(client, driver, request, space, record, history[name], remaining=remaining)
+            spent[name] += time.monotonic() - started
+            record.elapsed_s = spent[name]
+            history[name].append(record)
+            done = sum(len(records) for records in history.values())
+            ctx.progress(done / total, f"{name} trial {trial}: {record.status}, score {record.score}")
+    return [record for name in request.generators for record in history[name]]
 
 
 def _run_trial(
