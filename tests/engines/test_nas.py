@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 from sklearn.datasets import load_digits
 
+from automl_orchestra.nas.spec import footprint
 from tests.api.helpers import content, post, run
 from tests.conftest import ServerHandle, launch
 
@@ -86,6 +87,11 @@ def test_constraint_rejects_an_over_budget_network_and_bad_specs_get_422(one_slo
         assert "parameters 10410 > maxParameters 1000" in trained["rejected"] and trained["epochs"] == 0
         evaluated = run(one_slot, http, "/nas/evaluate", {"name": "big_eval", "parentName": "big", "data": "$digits"})
         assert evaluated["metrics"]["rejected"] == 1 and evaluated["metrics"]["score"] == 0.0
+
+        body = {"name": "small_gen", "generator": "random", "space": SPACE, "constraints": {"maxParameters": 3000}}
+        generated = run(one_slot, http, "/nas/generate", body)  # over-budget proposals are redrawn first
+        spec = content(http, "/nas/generate/small_gen")[1]["spec"]
+        assert footprint(spec).parameters <= 3000 and generated["redraws"] >= 0
 
         broken = {**network, "layers": [{"type": "dense", "units": 8}]}  # dense on an image: shapes do not chain
         response = post(http, "/nas/train", {"name": "broken", "spec": broken, "data": "$digits"}, expect=422)

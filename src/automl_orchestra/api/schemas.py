@@ -334,6 +334,9 @@ class NasGenerateBody(StepBody):
     history: list[dict[str, Any]] = Field(default_factory=list, max_length=100_000)
     seed: int = 1
     options: dict[str, Any] = Field(default_factory=dict, description="generator options, e.g. populationSize")
+    constraints: NasConstraints | None = Field(
+        default=None, description="reject mode: proposals over maxParameters / maxMultiplyAdds are redrawn"
+    )
 
 
 class NasTrainBody(NasDataFields):

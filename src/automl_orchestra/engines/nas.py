@@ -17,7 +17,7 @@ network costs nothing.
 from __future__ import annotations
 
 import random
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from automl_orchestra.engines import params as p
 from automl_orchestra.engines.base import Engine, StepContext, StepError, StepResult
@@ -25,7 +25,14 @@ from automl_orchestra.nas.constraints import Constraints
 from automl_orchestra.nas.data import DataError, DataSettings, Split
 from automl_orchestra.nas.network import TrainedNetwork
 
+if TYPE_CHECKING:
+    from automl_orchestra.nas.generators import Generator, Trial
+    from automl_orchestra.nas.space import SearchSpace
+
 ONNX_FILE = "model.onnx"
+# Proposals redrawn when the spec alone shows a reject-mode constraint broken (AMLA: constraint-based
+# generation from the instrumentation); the last one goes to training, which rejects it, if all are over.
+MAX_REDRAWS = 50
 CURVES_PLOT = "curves.png"
 
 
@@ -35,7 +42,6 @@ class NasGenerate(Engine):
     def nas(self, ctx: StepContext) -> StepResult:
         from automl_orchestra.nas import generators
         from automl_orchestra.nas.space import SearchSpace
-        from automl_orchestra.nas.spec import SpecError, validate
 
         params = ctx.params
         name = p.optional_str(params, "generator", "random") or "random"
@@ -45,15 +51,14 @@ class NasGenerate(Engine):
             generator = generators.create(name, p.optional_dict(params, "options"))
         except (KeyError, TypeError, ValueError) as exc:
             raise StepError(f"nas/generate: {exc}") from exc
+        try:
+            constraints = Constraints.from_json(p.optional_dict(params, "constraints") or None)
+        except ValueError as exc:
+            raise StepError(str(exc)) from exc
         seed = p.optional_int(params, "seed", 1)
         rng = random.Random(seed * 100_003 + len(history))  # reproducible per (seed, trial number)
-        genome = generator.propose(space, history, rng)
-        try:
-            spec = validate({**space.decode(genome), "origin": {"generator": name, "trial": len(history) + 1}})
-        except SpecError as exc:
-            raise StepError(f"generator {name!r} proposed an invalid network: {exc}") from exc
-        spec["origin"]["genome"] = genome
-        metadata = {"generator": name, "trial": len(history) + 1, "layers": len(spec["layers"])}
+        spec, genome, redraws = _propose(generator, space, history, rng, constraints)
+        metadata = {"generator": name, "trial": len(history) + 1, "layers": len(spec["layers"]), "redraws": redraws}
         return StepResult(value={"spec": spec, "genome": genome, "generator": name}, metadata=metadata)
 
 
@@ -172,6 +177,35 @@ class NasSearch(Engine):
 
 
 # ----- helpers ----------------------------------------------------------------------------------------
+
+
+def _propose(
+    generator: Generator, space: SearchSpace, history: list[Trial], rng: random.Random, constraints: Constraints
+) -> tuple[dict[str, Any], dict[str, Any], int]:
+    """A valid spec, its genome and how many over-budget proposals were redrawn before it."""
+    from automl_orchestra.nas.spec import SpecError, validate
+
+    origin = {"generator": generator.name, "trial": len(history) + 1}
+    redraws = 0
+    while True:
+        genome = generator.propose(space, history, rng)
+        try:
+            spec = validate({**space.decode(genome), "origin": {**origin, "genome": genome}})
+        except SpecError as exc:
+            raise StepError(f"generator {generator.name!r} proposed an invalid network: {exc}") from exc
+        if redraws == MAX_REDRAWS or not _over_static_limits(spec, constraints):
+            return spec, genome, redraws
+        redraws += 1
+
+
+def _over_static_limits(spec: dict[str, Any], constraints: Constraints) -> bool:
+    """Whether a reject-mode limit that the spec alone decides (parameters, multiply-adds) is broken."""
+    from automl_orchestra.nas.spec import footprint
+
+    if constraints.mode != "reject" or not constraints.limits:
+        return False
+    counts = footprint(spec)
+    return bool(constraints.violations({"parameters": counts.parameters, "multiplyAdds": counts.multiply_adds}))
 
 
 def _with_control(spec: Any, control: dict[str, Any]) -> Any:

@@ -183,6 +183,7 @@ def _run_trial(
             "history": [{"genome": r.genome, "score": r.score} for r in history if r.genome],
             "seed": request.seed,
             "options": request.generator_options.get(record.generator, {}),
+            "constraints": request.constraints,
         },
         "train": {
             "spec": f"${record.steps['generate']}.spec",
