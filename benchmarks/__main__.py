@@ -14,6 +14,7 @@ BENCHMARKS = {
     "ray": "benchmarks.bench_ray",
     "compare": "benchmarks.bench_compare",
     "nas": "benchmarks.bench_nas",
+    "autokeras": "benchmarks.bench_autokeras",
 }
 
 

@@ -121,7 +121,7 @@ def test_automl_on_a_table_of_pixel_columns(ak_server: ServerHandle) -> None:
         document = run(ak_server, http, "/automl/autokeras", body)
         assert document["input"] == "image" and document["trialsCompleted"] == 1
         board = content(http, "/dataset/leaderboard/ak_auto_leaderboard")[1:]
-        assert len(board) == 1 and board[0]["architecture"] == "default"  # the search space fixes the CNN
+        assert len(board) == 1 and board[0]["architecture"] == "cnn 1x2"  # AutoKeras' first image trial
         assert json.loads(board[0]["hyperparameters"])["image_block_1/conv_block_1/filters_0_1"] == 64
         post(http, "/automl/autokeras", {**body, "name": "ak_bad", "imageShape": [8]}, expect=422)
         wrong = {**body, "name": "ak_wrong", "imageShape": [7, 7]}
@@ -147,6 +147,7 @@ def test_labels_and_names() -> None:
     assert numeric_labels(np.array(["7", "1"])).tolist() == [7, 1]
     assert numeric_labels(np.array(["cat", "dog"])).tolist() == ["cat", "dog"]
     assert architecture_name({"image_block_1/block_type": "resnet", "x/version": "resnet50"}) == "resnet resnet50"
+    assert architecture_name({"structured_data_block_1/dense_block_1/num_layers": 2}) == "mlp 2"
 
 
 def _sleeps(emit: trial_process.Emit) -> dict:

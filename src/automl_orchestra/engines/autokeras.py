@@ -43,6 +43,7 @@ from automl_orchestra.engines.keras import (
     MODEL_FILE,
     architecture_text,
     as_array,
+    device,
     export_onnx,
     import_keras,
     load_keras_model,
@@ -332,7 +333,11 @@ def search(ctx: StepContext, spec: AutoKerasSpec, fit_kwargs: dict[str, Any], de
     fit_kwargs.setdefault("verbose", 2)
     run = _Search(ctx, auto, deadline, spec.trial_timeout)
     run.install()
-    auto.fit(**fit_kwargs)
+    keras = import_keras()
+    # This process only orchestrates and forks the trials; on a GPU machine it must not initialise CUDA
+    # (a forked child could not use it), so what it builds stays on the CPU and the trials use device().
+    with keras.device("cpu"):
+        auto.fit(**fit_kwargs)
     model = load_autokeras_model(autokeras, Path(auto.tuner.best_model_path))
     pipeline = auto.tuner.get_best_pipeline()
     board = run.leaderboard()
@@ -402,7 +407,8 @@ class _Search:
 
         def work(emit: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
             kwargs["callbacks"] = [*kwargs.get("callbacks", []), _reporter(emit)]
-            histories = self._run_trial(trial, *args, **kwargs)
+            with keras.device(device()):
+                histories = self._run_trial(trial, *args, **kwargs)
             return {"histories": [readable_json(history.history) for history in histories]}
 
         outcome = trial_process.run_trial(work, limits, trial_dir, self.ctx.cpus, record.on_event)
@@ -523,10 +529,19 @@ class _TrialRecord:
 
 
 def architecture_name(hyperparameters: dict[str, Any]) -> str:
-    """A short name: the block types chosen (``vanilla``, ``resnet``...) with the variant when there is one."""
+    """A short name: the block types chosen (``vanilla``, ``resnet resnet50``...), or for a search space that
+    fixes the block, its shape (``cnn 1x2``: conv blocks x layers; ``mlp 2``: dense layers)."""
     parts = [str(v) for k, v in hyperparameters.items() if k.endswith("/block_type")]
     parts += [str(v) for k, v in hyperparameters.items() if k.endswith("/version")]
-    return " ".join(parts) or "default"
+    if parts:
+        return " ".join(parts)
+    conv = {k.rsplit("/", 1)[-1]: v for k, v in hyperparameters.items() if "/conv_block" in k}
+    if conv:
+        return f"cnn {conv.get('num_blocks', '?')}x{conv.get('num_layers', '?')}"
+    dense = {k.rsplit("/", 1)[-1]: v for k, v in hyperparameters.items() if "/dense_block" in k}
+    if dense:
+        return f"mlp {dense.get('num_layers', '?')}"
+    return "default"
 
 
 def _reporter(emit: Callable[[dict[str, Any]], None]) -> Any:

@@ -37,6 +37,9 @@ CODE_PREFIX = "#"
 def import_keras(cpus: int | None = None) -> Any:
     """Keras on the torch backend (set before the first import), torch bounded to ``cpus`` threads."""
     os.environ.setdefault("KERAS_BACKEND", "torch")
+    # Keras asks torch for a GPU at import; through NVML that question leaves CUDA uninitialised, so a
+    # search process can still fork trials that use the GPU (see autokeras.search).
+    os.environ.setdefault("PYTORCH_NVML_BASED_CUDA_CHECK", "1")
     # Keras saves through tempfile, which caches the first TMPDIR it saw: in a warm worker that is an
     # earlier job's scratch directory, deleted since. Re-read this job's.
     tempfile.tempdir = None
@@ -52,7 +55,11 @@ def import_keras(cpus: int | None = None) -> Any:
 
 
 def device() -> str:
-    """Where training runs: the GPU when torch sees one (unchanged code on GPU machines), else the CPU."""
+    """Where training runs: the GPU when torch sees one (unchanged code on GPU machines), else the CPU.
+
+    Asked through NVML (``import_keras`` sets ``PYTORCH_NVML_BASED_CUDA_CHECK``), so asking does not
+    initialise CUDA in a process that will fork trials: CUDA does not survive a fork.
+    """
     import torch
 
     return "cuda" if torch.cuda.is_available() else "cpu"

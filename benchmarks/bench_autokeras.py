@@ -1,0 +1,305 @@
+"""autokeras: the seed's Appendix B MNIST pipeline through the API against the same AutoKeras calls in a
+plain script, and ``automl/autokeras`` on the same split.
+
+Data: ``mnist/mnist_t10k.npz`` (the 10k MNIST test images), split 80/20 with
+``numpy.random.RandomState(0).permutation`` on both sides. Both sides in one run, the plain script first
+(no server running), torch on ``CPUS`` threads on both sides (the API's steps ask for ``limits.cpus``).
+
+* plain: ``benchmarks/_plain_autokeras.py`` in a subprocess: imports, load, ``ImageClassifier(max_trials,
+  seed=1).fit(epochs, validation_split=0.1)``, ``predict``, ``evaluate``. Wall = process start to exit.
+* API: a fresh server; wall = upload of the npz (``dataset/generic``) until the evaluate step settled
+  (function load/split, model, train, predict, evaluate: the whole Appendix B pipeline, imports included).
+* memory: peak resident memory of the plain script, and of the server's process tree (API process, idle
+  warm workers, the train job and its trial child) while the train step runs -- as RSS (what the supervisor
+  limits; pages shared between a forked trial and its parent count twice) and as PSS (shared pages split
+  between processes: the real footprint).
+* automl: ``automl/autokeras`` (maxTrials, epochs, timeBudget) on the same split; test accuracy by
+  ``evaluate/autokeras``; the step's peak memory against its limit.
+
+Goals: same accuracy as the plain script; wall ratio API / plain <= 1.02; extra peak memory <= 100 MB;
+automl/autokeras >= 0.98 test accuracy within a 600 s budget (full run).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from benchmarks._harness import (
+    RssSampler,
+    ScriptRun,
+    Server,
+    StepTiming,
+    datasets_dir,
+    format_table,
+    rss_mb,
+    run_script,
+    run_step,
+    section,
+    verdict,
+    wait_for_warm_pool,
+    write_result,
+)
+
+NAME = "autokeras"
+CPUS = 2
+MEMORY_MB = 8192
+GOAL_WALL_RATIO = 1.02
+GOAL_EXTRA_MB = 100.0
+GOAL_AUTOML_ACCURACY = 0.98
+PLAIN_SCRIPT = Path(__file__).with_name("_plain_autokeras.py")
+LOAD_CODE = """
+import numpy as np
+with np.load(mnist) as f:
+    x, y = f["x_test"], f["y_test"]
+order = np.random.RandomState(0).permutation(len(y))[:samples]
+cut = int(len(order) * 0.8)
+response = {"train_images": x[order[:cut]], "train_labels": y[order[:cut]],
+            "test_images": x[order[cut:]], "test_labels": y[order[cut:]]}
+"""
+TEST = {"x": "$mnist_load.test_images", "y": "$mnist_load.test_labels"}
+
+
+class PssSampler:
+    """Peak of the summed proportional set size (shared pages split between their processes) of a tree,
+    and of the step's own processes in it: those below a worker (the forked job and its trial child)."""
+
+    def __init__(self, pid: int, interval_s: float = 0.5) -> None:
+        self.root = psutil.Process(pid)
+        self.interval_s = interval_s
+        self.peak = 0
+        self.job_peak = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+
+    def __enter__(self) -> PssSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            workers = self.root.children()
+            jobs = [job for worker in workers for job in _safe_children(worker)]
+            self.peak = max(self.peak, _pss([self.root, *workers, *jobs]))
+            self.job_peak = max(self.job_peak, _pss(jobs))
+            self._stop.wait(self.interval_s)
+
+
+def _safe_children(process: psutil.Process) -> list[psutil.Process]:
+    try:
+        return list(process.children(recursive=True))
+    except psutil.Error:
+        return []
+
+
+def _pss(processes: list[psutil.Process]) -> int:
+    total = 0
+    for process in processes:
+        try:
+            total += process.memory_full_info().pss
+        except psutil.Error:
+            continue
+    return total
+
+
+def run_plain(npz: Path, samples: int, trials: int, epochs: int) -> tuple[ScriptRun, dict[str, Any], int]:
+    args = [str(PLAIN_SCRIPT), "--npz", str(npz), "--samples", str(samples), "--trials", str(trials)]
+    args += ["--epochs", str(epochs), "--cpus", str(CPUS)]
+    pss_peak = 0
+
+    def watch() -> None:  # PSS of the plain script (its own RSS sampler runs inside run_script)
+        nonlocal pss_peak
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and not found:
+            for process in psutil.process_iter(["cmdline"]):
+                if str(PLAIN_SCRIPT) in " ".join(process.info["cmdline"] or []):
+                    found.append(process)
+            time.sleep(0.05)
+        while found:
+            try:
+                pss_peak = max(pss_peak, found[0].memory_full_info().pss)
+            except psutil.Error:
+                return
+            time.sleep(0.5)
+
+    found: list[psutil.Process] = []
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    run = run_script(args, env={"KERAS_BACKEND": "torch"}, interval_s=0.1)
+    found.clear()
+    watcher.join()
+    return run, json.loads(run.stdout.strip().splitlines()[-1]), pss_peak
+
+
+def run_api(npz: Path, samples: int, trials: int, epochs: int) -> dict[str, Any]:
+    with Server() as server, server.client() as client:
+        wait_for_warm_pool(server)
+        time.sleep(1.0)
+        started = time.perf_counter()
+        run_step(client, "dataset", "generic", {"name": "mnist"}, upload=npz)
+        code = {"name": "mnist_load", "code": LOAD_CODE, "parameters": {"mnist": "$mnist", "samples": samples}}
+        run_step(client, "function", "python", code)
+        classifier = {"overwrite": True, "max_trials": trials, "seed": 1}
+        model = {"name": "mnist_model", "modulePath": "autokeras.tasks.image", "class": "ImageClassifier"}
+        run_step(client, "model", "autokeras", {**model, "classParameters": classifier})
+        fit = {"x": "$mnist_load.train_images", "y": "$mnist_load.train_labels", "epochs": epochs}
+        body = {
+            "name": "mnist_trained",
+            "parentName": "mnist_model",
+            "method": "fit",
+            "methodParameters": {**fit, "validation_split": 0.1},
+            "limits": {"cpus": CPUS, "memoryMb": MEMORY_MB, "timeoutS": 7200},
+        }
+        with RssSampler(server.pid, interval_s=0.1) as rss, PssSampler(server.pid) as pss:
+            train = run_step(client, "train", "autokeras", body)
+        limits = {"cpus": CPUS}
+        predict = {"name": "mnist_predicted", "parentName": "mnist_trained", "methodParameters": {"x": TEST["x"]}}
+        run_step(client, "predict", "autokeras", {**predict, "limits": limits})
+        evaluate = {"name": "mnist_evaluated", "parentName": "mnist_trained", "methodParameters": TEST}
+        evaluated = run_step(client, "evaluate", "autokeras", {**evaluate, "limits": limits})
+        wall = time.perf_counter() - started
+        board = client.content("dataset", "leaderboard", "mnist_trained_leaderboard", limit=100)[1:]
+        return {
+            "wallS": wall,
+            "train": train,
+            "metrics": evaluated.metadata["metrics"],
+            "peakRss": rss.peak,
+            "idleRss": rss.first,
+            "peakPss": pss.peak,
+            "jobPss": pss.job_peak,
+            "trials": [{key: row[key] for key in ("trial", "status", "reason", "seconds")} for row in board],
+        }
+
+
+def run_automl(npz: Path, samples: int, budget: float, trials: int, epochs: int) -> dict[str, Any]:
+    with Server() as server, server.client() as client:
+        run_step(client, "dataset", "generic", {"name": "mnist"}, upload=npz)
+        code = {"name": "mnist_load", "code": LOAD_CODE, "parameters": {"mnist": "$mnist", "samples": samples}}
+        run_step(client, "function", "python", code)
+        body = {
+            "name": "mnist_automl",
+            "parentName": "mnist_load",
+            "inputKey": "train_images",
+            "target": "train_labels",
+            "timeBudget": budget,
+            "maxTrials": trials,
+            "epochs": epochs,
+            "seed": 1,
+            "limits": {"cpus": CPUS, "memoryMb": MEMORY_MB, "timeoutS": budget + 120},
+        }
+        searched = run_step(client, "automl", "autokeras", body)
+        evaluate = {"name": "mnist_automl_eval", "parentName": "mnist_automl", "methodParameters": TEST}
+        evaluated = run_step(client, "evaluate", "autokeras", {**evaluate, "limits": {"cpus": CPUS}})
+        run = client.runs("mnist_automl")[-1]
+        board = client.content("dataset", "leaderboard", "mnist_automl_leaderboard", limit=100)[1:]
+        return {
+            "search": searched,
+            "metrics": evaluated.metadata["metrics"],
+            "peakMemoryMb": run.get("peakMemoryMb"),
+            "trials": [{key: row[key] for key in ("trial", "status", "score", "epochs", "seconds")} for row in board],
+        }
+
+
+def main(quick: bool = False) -> dict[str, Any]:
+    samples, epochs, trials = (2000, 2, 1) if quick else (10_000, 10, 1)
+    automl_budget, automl_trials, automl_epochs = (90.0, 2, 2) if quick else (600.0, 3, 12)
+    npz = datasets_dir() / "mnist" / "mnist_t10k.npz"
+    section(f"autokeras: Appendix B on {samples} MNIST images, ImageClassifier max_trials {trials}, {epochs} epochs")
+    print("plain script ...", flush=True)
+    plain, plain_result, plain_pss = run_plain(npz, samples, trials, epochs)
+    print("API ...", flush=True)
+    api = run_api(npz, samples, trials, epochs)
+    train: StepTiming = api["train"]
+    ratio = api["wallS"] / plain.wall_s
+    extra_rss = rss_mb(api["peakRss"] - plain.peak_rss)
+    extra_pss = rss_mb(api["peakPss"] - plain_pss)
+    extra_job = rss_mb(api["jobPss"] - plain_pss)
+    metrics = api["metrics"]
+    rows = [
+        ("wall s (whole pipeline / script)", f"{api['wallS']:.1f}", f"{plain.wall_s:.1f}", f"ratio {ratio:.3f}"),
+        ("  train step wallS / fit s", f"{train.wall_s:.1f}", f"{plain_result['fitS']:.1f}", ""),
+        ("  imports s (plain)", "", f"{plain_result['importS']:.1f}", ""),
+        ("test accuracy", f"{metrics['accuracy']:.4f}", f"{plain_result['accuracy']:.4f}", ""),
+        ("test loss", f"{metrics['loss']:.4f}", f"{plain_result['loss']:.4f}", ""),
+        (
+            "peak RSS MB (server tree)",
+            f"{rss_mb(api['peakRss']):.0f}",
+            f"{rss_mb(plain.peak_rss):.0f}",
+            f"+{extra_rss:.0f}",
+        ),
+        ("peak PSS MB (server tree)", f"{rss_mb(api['peakPss']):.0f}", f"{rss_mb(plain_pss):.0f}", f"+{extra_pss:.0f}"),
+        (
+            "peak PSS MB (the step's processes)",
+            f"{rss_mb(api['jobPss']):.0f}",
+            f"{rss_mb(plain_pss):.0f}",
+            f"{extra_job:+.0f}",
+        ),
+    ]
+    columns = [("measure", "", ""), ("api", "API", ""), ("plain", "plain script", ""), ("cmp", "API vs plain", "")]
+    print(format_table([dict(zip(("measure", "api", "plain", "cmp"), row, strict=True)) for row in rows], columns))
+    print(f"trials: {api['trials']}; server tree at rest: {rss_mb(api['idleRss'])} MB RSS")
+    print(f"wall ratio {ratio:.3f} (goal <= {GOAL_WALL_RATIO}): {verdict(ratio <= GOAL_WALL_RATIO)}")
+    print(
+        f"extra peak memory of the step's processes (PSS) {extra_job:+.0f} MB (goal <= {GOAL_EXTRA_MB:g}): "
+        f"{verdict(extra_job <= GOAL_EXTRA_MB)}; whole server tree: PSS {extra_pss:+.0f} MB, RSS {extra_rss:+.0f} MB"
+    )
+    section(f"automl/autokeras: {automl_budget:g} s budget, maxTrials {automl_trials}, {automl_epochs} epochs")
+    automl = run_automl(npz, samples, automl_budget, automl_trials, automl_epochs)
+    accuracy = float(automl["metrics"]["accuracy"])
+    print(f"trials: {automl['trials']}")
+    print(f"wall {automl['search'].total_s:.1f} s, peak {automl['peakMemoryMb']} MB of {MEMORY_MB} MB")
+    print(f"test accuracy {accuracy:.4f} (goal >= {GOAL_AUTOML_ACCURACY}): {verdict(accuracy >= GOAL_AUTOML_ACCURACY)}")
+    record = {
+        "samples": samples,
+        "epochs": epochs,
+        "maxTrials": trials,
+        "cpus": CPUS,
+        "api": {
+            "wallS": round(api["wallS"], 2),
+            "trainWallS": train.wall_s,
+            "accuracy": metrics["accuracy"],
+            "loss": metrics["loss"],
+            "peakRssMb": rss_mb(api["peakRss"]),
+            "peakPssMb": rss_mb(api["peakPss"]),
+            "stepProcessesPeakPssMb": rss_mb(api["jobPss"]),
+            "serverTreeAtRestRssMb": rss_mb(api["idleRss"]),
+            "trials": api["trials"],
+        },
+        "plain": {
+            "wallS": round(plain.wall_s, 2),
+            "peakRssMb": rss_mb(plain.peak_rss),
+            "peakPssMb": rss_mb(plain_pss),
+            **plain_result,
+        },
+        "wallRatio": round(ratio, 4),
+        "extraPeakRssMb": extra_rss,
+        "extraPeakPssMb": extra_pss,
+        "extraStepPeakPssMb": extra_job,
+        "automl": {
+            "budgetS": automl_budget,
+            "maxTrials": automl_trials,
+            "epochs": automl_epochs,
+            "wallS": round(automl["search"].total_s, 2),
+            "accuracy": accuracy,
+            "loss": automl["metrics"]["loss"],
+            "peakMemoryMb": automl["peakMemoryMb"],
+            "trials": automl["trials"],
+        },
+        "goals": {"wallRatio": GOAL_WALL_RATIO, "extraPeakMb": GOAL_EXTRA_MB, "automlAccuracy": GOAL_AUTOML_ACCURACY},
+        "met": {
+            "wallRatio": ratio <= GOAL_WALL_RATIO,
+            "extraStepPeakPssMb": extra_job <= GOAL_EXTRA_MB,
+            "automlAccuracy": accuracy >= GOAL_AUTOML_ACCURACY,
+        },
+    }
+    write_result(NAME, quick, record)
+    return record
