@@ -28,6 +28,7 @@ import socket
 import subprocess
 import tempfile
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -320,7 +321,7 @@ class H2OModel(BaseEstimator):
         with h2o_session(Path(tempfile.mkdtemp(prefix="h2o-scoring-")), SCORING_MEMORY_MB, 1) as jvm:
             model = self._cluster_model(jvm)
             scored = model.predict(to_h2o_frame(X[self.feature_names].reset_index(drop=True), []))
-            frame: pd.DataFrame = scored.as_data_frame(use_multi_thread=False)
+            frame = as_pandas(scored)
         return frame
 
     def predict_proba(self, X: Any) -> np.ndarray:
@@ -550,9 +551,17 @@ def h2o_leaderboard(search: Any) -> pd.DataFrame:
     """H2O's leaderboard with the extra columns (algorithm, training time, predict time per row)."""
     from h2o.automl import get_leaderboard
 
-    board = get_leaderboard(search, extra_columns="ALL").as_data_frame(use_multi_thread=False)
+    board = as_pandas(get_leaderboard(search, extra_columns="ALL"))
     board = board.rename(columns={"model_id": "modelId"})
     return board.reset_index(drop=True)
+
+
+def as_pandas(frame: Any) -> pd.DataFrame:
+    """An H2OFrame as pandas, without H2O's advice to install polars (single-threaded is right for a step)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", category=Warning)
+        result: pd.DataFrame = frame.as_data_frame(use_multi_thread=False)
+    return result
 
 
 def _board_metric(board: pd.DataFrame, sort_metric: str) -> str:
