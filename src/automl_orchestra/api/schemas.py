@@ -139,6 +139,20 @@ class ModelBody(StepBody):
     classParameters: dict[str, Any] = Field(default_factory=dict)
 
 
+class ExperimentBody(ModelBody):
+    """``model/pycaret``: a PyCaret experiment (its class is enough; ``modulePath`` is implied)."""
+
+    example: ClassVar[dict[str, Any]] = {"name": "titanic_experiment", "class": "ClassificationExperiment"}
+
+    modulePath: str = Field(default="pycaret", pattern=r"^pycaret(\.[A-Za-z_][A-Za-z0-9_]*)*$")
+    class_: str = Field(
+        default="ClassificationExperiment",
+        validation_alias=AliasChoices("class", "className", "class_"),
+        serialization_alias="class",
+        pattern=r"^(Classification|Regression|Clustering|Anomaly)Experiment$",
+    )
+
+
 class MethodBody(StepBody):
     """train / tune / evaluate / predict / transform by a tool: call ``method`` on ``parentName``'s object."""
 
@@ -430,6 +444,8 @@ class CodeBody(StepBody):
         return value
 
 
+# ``model/{tool}`` bodies of tools whose models are not "modulePath + class" constructors.
+MODEL_BODIES: dict[str, type[StepBody]] = {"pycaret": ExperimentBody}
 # ``automl/{tool}`` bodies that extend the declarative AutoMLBody with engine-specific fields (one line each).
 AUTOML_BODIES: dict[str, type[StepBody]] = {
     "autokeras": AutoKerasBody,
@@ -454,7 +470,7 @@ def body_model(service: str, tool: str) -> type[StepBody]:
     if service == "explore":
         return HistogramBody if tool == "histogram" else ExploreToolBody
     if service == "model":
-        return ModelBody
+        return MODEL_BODIES.get(tool, ModelBody)
     if service == "evaluate":
         return EvaluateBody
     if service in {"train", "tune", "predict"}:

@@ -953,6 +953,62 @@ class EvaluateTpot(_Evaluate):
     tool = "tpot"
 
 
+class ModelPycaret(_Model):
+    """``model/pycaret``: a PyCaret experiment; ``class_name`` is ClassificationExperiment (default),
+    RegressionExperiment, ClusteringExperiment or AnomalyExperiment."""
+
+    tool = "pycaret"
+
+    def create_experiment_sync(
+        self, name: str, class_name: str = "ClassificationExperiment", pretty_response: bool = False, **options: Any
+    ) -> Any:
+        return self.create_model_sync(name, "pycaret", class_name, pretty_response=pretty_response, **options)
+
+    def create_experiment_async(
+        self, name: str, class_name: str = "ClassificationExperiment", pretty_response: bool = False, **options: Any
+    ) -> Any:
+        return self.create_model_async(name, "pycaret", class_name, pretty_response=pretty_response, **options)
+
+
+class TransformPycaret(_Transform):
+    """``transform/pycaret``: ``setup`` (default) on an experiment step, with ``data='$dataset'``."""
+
+    tool = "pycaret"
+
+
+class TrainPycaret(_Train):
+    """``train/pycaret``: ``compare_models`` (default) or ``create_model`` on a set-up experiment; the score
+    grid becomes the dataset step ``{name}_grid``."""
+
+    tool = "pycaret"
+
+
+class TunePycaret(_Tune):
+    """``tune/pycaret``: ``tune_model`` (default), ``ensemble_model``, ``blend_models``, ``stack_models``."""
+
+    tool = "pycaret"
+
+
+class EvaluatePycaret(_Evaluate):
+    """``evaluate/pycaret``: ``finalize_model`` (default) or ``predict_model`` for holdout metrics."""
+
+    tool = "pycaret"
+
+
+class PredictPycaret(_Predict):
+    """``predict/pycaret``: ``predict_model`` (or ``assign_model``) on a set-up experiment, or ``predict``
+    on a model step such as an ``automl/pycaret`` result."""
+
+    tool = "pycaret"
+
+
+class ExplorePycaret(_Explore):
+    """``explore/pycaret``: ``plot_model`` (default) or ``interpret_model``; the PNGs are the step's
+    artifacts."""
+
+    tool = "pycaret"
+
+
 class TransformTsfresh(_Transform):
     """``transform/tsfresh``: ``method`` is extract_features (default), select_features or impute."""
 
@@ -1167,6 +1223,16 @@ def _artifact_named(artifacts: list[dict[str, Any]], file_name: str) -> str | No
 # ----- AutoML ---------------------------------------------------------------------------------------
 
 
+class BuilderPycaret(BuilderPython):
+    """``builder/pycaret``: a whole PyCaret pipeline (the seed's Appendix A) in the PyCaret environment,
+    with ``pycaret``, ``pd`` and ``np`` pre-imported; files it writes become artifacts (tables as Parquet)."""
+
+    tool = "pycaret"
+
+    run_pycaret_sync = _CodeStep.run_code_sync
+    run_pycaret_async = _CodeStep.run_code_async
+
+
 class _AutoML(_StepClient):
     service = "automl"
 
@@ -1319,6 +1385,12 @@ class AutoMLTpot(_AutoML):
     """``automl/tpot``: baselines + TPOT search, best by CV (leaderboard, model, pipeline.py)."""
 
     tool = "tpot"
+
+
+class AutoMLPycaret(_AutoML):
+    """``automl/pycaret``: compare_models, tune the winner, finalize (leaderboard, holdout metrics)."""
+
+    tool = "pycaret"
 
 
 class AutoMLH2O(_AutoML):

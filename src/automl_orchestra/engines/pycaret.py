@@ -31,6 +31,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from automl_orchestra.engines import params as p
@@ -92,6 +93,7 @@ class PycaretEngine(Engine):
         if method == "setup":
             kwargs = _setup_defaults(experiment, kwargs, ctx)
         print(f"calling {type(experiment).__name__}.{method}({', '.join(kwargs)})", flush=True)
+        shown_before = _last_display(experiment)
         result = call_method(experiment, method, kwargs)
         if method == "setup":
             summary = _grid(experiment)
@@ -100,7 +102,9 @@ class PycaretEngine(Engine):
                 pairs = zip(summary["Description"], summary["Value"], strict=True)
                 metadata["summary"] = {str(k): readable_json(v) for k, v in pairs}
             return StepResult(value=experiment, metadata=metadata)
-        return self._result(ctx, experiment, method, result)
+        shown = _last_display(experiment)
+        grid = _grid(experiment) if shown is not None and shown is not shown_before else None
+        return self._result(ctx, experiment, method, result, grid)
 
     # ----- methods of a set-up experiment ------------------------------------------------------
 
@@ -199,12 +203,16 @@ class PycaretEngine(Engine):
         method = p.optional_str(ctx.params, "method", default_method) or default_method
         kwargs = _quiet_kwargs(experiment, method, method_kwargs(ctx))
         print(f"calling {type(experiment).__name__}.{method}({', '.join(kwargs)})", flush=True)
+        shown_before = _last_display(experiment)
         with _headless_plots():
             result = call_method(experiment, method, kwargs)
-        return self._result(ctx, experiment, method, result)
+        shown = _last_display(experiment)
+        grid = _grid(experiment) if shown is not None and shown is not shown_before else None
+        return self._result(ctx, experiment, method, result, grid)
 
-    def _result(self, ctx: StepContext, experiment: Any, method: str, result: Any) -> StepResult:
-        grid = _grid(experiment)
+    def _result(
+        self, ctx: StepContext, experiment: Any, method: str, result: Any, grid: pd.DataFrame | None
+    ) -> StepResult:
         metrics = grid_metrics(grid) if grid is not None else {}
         metadata: dict[str, Any] = {"experiment": type(experiment).__name__, "method": method}
         if result is not None and not isinstance(result, pd.DataFrame):
@@ -216,6 +224,42 @@ class PycaretEngine(Engine):
         if result is None:
             raise StepError(f"{type(experiment).__name__}.{method} returned nothing to store")
         return StepResult(value=result, metadata=metadata, metrics=metrics, derived=derived)
+
+
+class PycaretModel:
+    """What ``automl/pycaret`` stores: the finalized PyCaret pipeline and the columns it was trained on, so
+    ``predict`` accepts the table the step trained from (target and excluded columns may still be there)."""
+
+    def __init__(self, pipeline: Any, training: pd.DataFrame, target: str) -> None:
+        self.pipeline = pipeline
+        self.features = [str(name) for name in training.columns]
+        self.dtypes = {str(name): dtype for name, dtype in training.dtypes.items()}
+        self.target_name = target
+
+    @property
+    def classes_(self) -> Any:
+        return getattr(self.pipeline, "classes_", None)
+
+    def _features(self, X: pd.DataFrame) -> pd.DataFrame:
+        missing = [name for name in self.features if name not in X.columns]
+        if missing:
+            raise StepError(f"X lacks columns the model was trained on: {missing}")
+        # A column typed differently here (e.g. all blank, so read as text) would escape the pipeline's
+        # imputers and encoders: give every column its training type.
+        frame = X[self.features].copy()
+        for name, dtype in self.dtypes.items():
+            if frame[name].dtype != dtype:
+                frame[name] = frame[name].astype(dtype)
+            if frame[name].dtype.kind == "O":
+                # Parquet nulls come back as None in text columns; PyCaret's imputers only see NaN.
+                frame[name] = frame[name].where(frame[name].notna(), np.nan)
+        return frame
+
+    def predict(self, X: pd.DataFrame) -> Any:
+        return self.pipeline.predict(self._features(X))
+
+    def predict_proba(self, X: pd.DataFrame) -> Any:
+        return self.pipeline.predict_proba(self._features(X))
 
 
 # ----- experiments ---------------------------------------------------------------------------------
@@ -257,6 +301,13 @@ def _quiet_kwargs(experiment: Any, method: str, kwargs: dict[str, Any]) -> dict[
     return {"verbose": False, **kwargs} if "verbose" in accepted else kwargs
 
 
+def _last_display(experiment: Any) -> Any:
+    """The object behind ``pull()`` (the last table the experiment displayed), to tell whether a call
+    displayed a new one: ``finalize_model`` shows nothing, and the previous grid must not be re-reported."""
+    container = getattr(experiment, "_display_container", None)
+    return container[-1] if container else None
+
+
 def _grid(experiment: Any) -> pd.DataFrame | None:
     """The table PyCaret displayed after the last call, with its index (fold or model id) as a column."""
     try:
@@ -266,7 +317,7 @@ def _grid(experiment: Any) -> pd.DataFrame | None:
     if not isinstance(grid, pd.DataFrame) or grid.empty:
         return None
     grid = grid.copy()
-    index_name = grid.index.name or ("Fold" if "Mean" in grid.index else "Model")
+    index_name = grid.index.name or ("Fold" if "Mean" in grid.index else "id")
     grid.index = grid.index.map(str)
     return grid.reset_index(names=index_name if index_name not in grid.columns else f"{index_name}_")
 
@@ -339,7 +390,8 @@ def run_automl(ctx: StepContext) -> StepResult:
         "searchSeconds": round(time.monotonic() - started, 2),
     }
     derived = {"leaderboard": leaderboard if leaderboard is not None else pd.DataFrame({"note": ["no grid"]})}
-    return StepResult(value=final, metadata=metadata, metrics=metrics, derived=derived)
+    model = PycaretModel(final, frame.drop(columns=[request.target]), request.target)
+    return StepResult(value=model, metadata=metadata, metrics=metrics, derived=derived)
 
 
 def pycaret_metric(metric: str, task: str) -> str:
