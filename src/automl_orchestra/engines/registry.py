@@ -134,6 +134,22 @@ ENGINES: dict[str, EngineSpec] = {
             derived={"automl": ("leaderboard",)},
         ),
         EngineSpec(
+            name="pycaret",
+            services=("model", "transform", "explore", *METHOD_SERVICES, "automl", "builder"),
+            implementation="automl_orchestra.engines.pycaret:PycaretEngine",
+            environment="pycaret",
+            allowed_modules=("pycaret",),
+            capabilities=frozenset({"tabular", "classification", "regression", "clustering", "anomaly", "automl"}),
+            derived={"train": ("grid",), "tune": ("grid",), "evaluate": ("grid",), "automl": ("leaderboard",)},
+            description="PyCaret 3 experiments (own environment): setup, compare/create/tune, finalize, plots",
+        ),
+        EngineSpec(
+            name="grid",
+            services=("dataset",),
+            implementation="",
+            description="the score grid a pycaret step showed (pull()): CV folds or models (read-only)",
+        ),
+        EngineSpec(
             name="h2o",
             services=("model", "automl", *METHOD_SERVICES),
             implementation="automl_orchestra.engines.h2o:H2OEngine",
@@ -229,6 +245,39 @@ ENGINES: dict[str, EngineSpec] = {
         ),
     )
 }
+
+
+@dataclass(frozen=True)
+class EnvironmentSpec:
+    """An engine environment: a virtualenv made from ``environments/{name}/requirements.txt`` (except
+    ``main``, the server's own), and what its warm workers import before their first job."""
+
+    name: str
+    preload: tuple[str, ...] = ()
+
+
+ENVIRONMENTS: dict[str, EnvironmentSpec] = {
+    spec.name: spec
+    for spec in (
+        EnvironmentSpec(
+            "main",
+            preload=(
+                "pandas",
+                "pyarrow.parquet",
+                "sklearn.base",
+                "automl_orchestra.engines.builtin",
+                "automl_orchestra.engines.sklearn",
+            ),
+        ),
+        EnvironmentSpec("pycaret", preload=("pandas", "pyarrow.parquet", "automl_orchestra.engines.pycaret")),
+    )
+}
+
+
+def preload_modules(environment: str) -> str:
+    """The comma-separated modules a warm worker of ``environment`` imports at start."""
+    spec = ENVIRONMENTS.get(environment)
+    return ",".join(spec.preload) if spec else ""
 
 
 def engine(name: str) -> EngineSpec | None:
