@@ -15,6 +15,7 @@ BENCHMARKS = {
     "compare": "benchmarks.bench_compare",
     "nas": "benchmarks.bench_nas",
     "autokeras": "benchmarks.bench_autokeras",
+    "pycaret": "benchmarks.bench_pycaret",
 }
 
 

@@ -282,11 +282,14 @@ class ScriptRun:
     stdout: str
 
 
-def run_script(args: Sequence[str], env: Mapping[str, str] | None = None, interval_s: float = 0.05) -> ScriptRun:
-    """Run ``python args...`` as a subprocess; its wall time (start to exit) and the peak RSS of its tree."""
+def run_script(
+    args: Sequence[str], env: Mapping[str, str] | None = None, interval_s: float = 0.05, python: str | None = None
+) -> ScriptRun:
+    """Run ``python args...`` as a subprocess (this interpreter, or ``python``: another engine environment's);
+    its wall time (start to exit) and the peak RSS of its tree."""
     started = time.perf_counter()
     process = subprocess.Popen(
-        [sys.executable, *args],
+        [python or sys.executable, *args],
         env={**os.environ, **(env or {})},
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
