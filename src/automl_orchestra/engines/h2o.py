@@ -217,6 +217,9 @@ _active: list[H2OJvm] = []  # the JVM this worker is connected to, while a step 
 @contextlib.contextmanager
 def h2o_session(work_dir: Path, memory_mb: int, cpus: int) -> Iterator[H2OJvm]:
     """The running JVM if there is one, else a new one that is stopped on the way out."""
+    # H2OFrame uploads go through tempfile, which caches the first TMPDIR it saw: in a reused worker that is
+    # an earlier step's (deleted) scratch folder. Make it read this step's TMPDIR again.
+    tempfile.tempdir = None
     if _active:
         yield _active[-1]
         return
