@@ -70,8 +70,9 @@ def test_automl_on_titanic_excludes_ids_and_names(harness: Harness, tmp_path: Pa
         cpus=2,
     )
     excluded = ran.metadata["columns"]["excluded"]
-    assert set(excluded) == {"PassengerId", "Name", "Ticket"}
+    assert set(excluded) == {"PassengerId", "Name", "Ticket", "Cabin"}
     assert excluded["PassengerId"].startswith("identifier: a sequence")
+    assert "non-missing rows" in excluded["Cabin"]  # mostly blank, but nearly unique where present
     assert {"Sex", "Pclass", "Age", "Fare"} <= set(ran.metadata["columns"]["used"])
     assert not harness.run_derived(ran, "leaderboard").empty
     # The test table still has the id, the name and the target: the wrapper picks its own columns.
@@ -157,12 +158,16 @@ def test_column_rules() -> None:
             "city": ["a", "b", "c", "d"] * (rows // 4),
             "empty": [None] * rows,
             "x": np.linspace(0, 1, rows),
+            # 22 present values, 15 distinct: a sparse code like Titanic's Cabin (a leak when target-encoded)
+            "cabin": [f"C{i % 15}" for i in range(22)] + [None] * (rows - 22),
         }
     )
     decision = select_features(frame)
     assert decision.used == ["code", "city", "x"]
-    assert set(decision.excluded) == {"id", "name", "empty"}
+    assert set(decision.excluded) == {"id", "name", "empty", "cabin"}
+    assert decision.excluded["cabin"] == "identifier or free text: 15 distinct values in its 22 non-missing rows"
     kept = select_features(frame, keep=["name"], exclude=["x"])
     assert kept.used == ["code", "name", "city"] and kept.excluded["x"] == "listed in excludeColumns"
     assert select_features(frame, auto_exclude=False).used == list(frame.columns)
-    assert select_features(frame.head(10)).used == ["id", "code", "name", "city", "x"]  # too few rows to judge
+    head = select_features(frame.head(10)).used  # too few rows to judge
+    assert head == ["id", "code", "name", "city", "x", "cabin"]

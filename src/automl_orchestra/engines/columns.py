@@ -68,7 +68,9 @@ def exclusion_reason(column: pd.Series) -> str | None:
 
     * every value missing;
     * an integer column holding a gapless run of distinct values (1..n): a row id such as PassengerId;
-    * a text/categorical column whose distinct values are at least half the rows: ids, names, free text.
+    * a text/categorical column whose distinct values are at least half its non-missing values (or half the
+      rows, when fewer than 20 values are present): ids, names, free text, and sparse codes such as Titanic's
+      Cabin -- encoders that target-encode such columns (PyCaret) leak the label on the training folds.
     """
     rows = len(column)
     present = column.dropna()
@@ -81,8 +83,12 @@ def exclusion_reason(column: pd.Series) -> str | None:
         if distinct == rows and int(present.max()) - int(present.min()) + 1 == rows:
             return f"identifier: a sequence of {rows} distinct integers from {present.min()} to {present.max()}"
         return None
-    if _is_text_like(column) and distinct / rows >= DISTINCT_RATIO:
+    if not _is_text_like(column):
+        return None
+    if distinct / rows >= DISTINCT_RATIO:
         return f"identifier or free text: {distinct} distinct values in {rows} rows"
+    if len(present) >= MIN_ROWS_FOR_RULES and distinct / len(present) >= DISTINCT_RATIO:
+        return f"identifier or free text: {distinct} distinct values in its {len(present)} non-missing rows"
     return None
 
 
