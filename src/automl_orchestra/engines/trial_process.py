@@ -145,6 +145,7 @@ def _supervise(
         peak = max(peak, child)
         if used > limits.memory_mb:
             _kill(pid)
+            reader.forward(on_event)  # the epochs it finished belong to its record
             reason = (
                 f"memory limit: the step reached {used:.0f} MB (the trial {child:.0f} MB), over the "
                 f"{limits.memory_mb:.0f} MB a trial may bring it to under its {limits.step_memory_mb:.0f} MB limit"
@@ -152,6 +153,7 @@ def _supervise(
             return TrialOutcome("failed", reason, peak_memory_mb=peak)
         if time.monotonic() - started > limits.timeout_s:
             _kill(pid)
+            reader.forward(on_event)
             reason = f"time limit: the trial ran longer than {limits.timeout_s:.0f} s"
             return TrialOutcome("failed", reason, peak_memory_mb=peak)
         time.sleep(POLL_S)
