@@ -21,6 +21,7 @@ import shutil
 import signal
 import socket
 import sys
+import tempfile
 import threading
 import time
 import traceback
@@ -190,6 +191,9 @@ def _job_environment(job: JobSpec, work_dir: Path) -> Iterator[None]:
             "ORCHESTRA_STEP": job.step_name,
         }
     )
+    # tempfile caches the first TMPDIR it sees: without this, a warm worker's later jobs would write into
+    # the first job's (deleted) scratch folder.
+    tempfile.tempdir = None
     sys.stdout.flush()
     sys.stderr.flush()
     saved_fds = os.dup(1), os.dup(2)
@@ -212,6 +216,7 @@ def _job_environment(job: JobSpec, work_dir: Path) -> Iterator[None]:
             os.chdir(previous_cwd)
             os.environ.clear()
             os.environ.update(saved_env)
+            tempfile.tempdir = None
 
 
 @contextlib.contextmanager
