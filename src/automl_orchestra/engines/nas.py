@@ -69,39 +69,28 @@ class NasTrain(Engine):
         import torch
 
         from automl_orchestra.nas import instrument, trainer
-        from automl_orchestra.nas.spec import SpecError, validate
         from automl_orchestra.nas.torch_model import build, device
 
         torch.set_num_threads(ctx.cpus)
-        try:
-            spec = validate(_with_control(ctx.resolve(ctx.params.get("spec")), p.optional_dict(ctx.params, "control")))
-            constraints = Constraints.from_json(p.optional_dict(ctx.params, "constraints"))
-        except (SpecError, ValueError) as exc:
-            raise StepError(str(exc)) from exc
+        spec, constraints = _train_request(ctx)
         settings = _data_settings(ctx.params)
         split = _load_split(ctx, settings)
-        if tuple(spec["input"]["shape"]) != split.input_shape and (1, *spec["input"]["shape"]) != split.input_shape:
-            raise StepError(
-                f"the spec's input shape {spec['input']['shape']} does not match the data's {list(split.input_shape)}"
-            )
-        if spec["output"]["classes"] != len(split.classes):
-            raise StepError(f"the spec has {spec['output']['classes']} classes, the data {len(split.classes)}")
+        _check_fit(spec, split)
         module = build(spec).to(device())
         measured = {
             **instrument.static(spec, module),
             "latencyMsPerSample": instrument.latency_ms_per_sample(module, split.input_shape, device()),
         }
-        over = constraints.violations(measured)
         network = TrainedNetwork(spec, {}, settings.to_json(), split.classes, instrumentation=measured)
+        over = constraints.violations(measured)
         if over and constraints.mode == "reject":
             network.rejected = constraints.describe(over, measured)
             print(f"rejected before training: {network.rejected}", flush=True)
             return StepResult(value=network, metadata=_train_metadata(network), metrics={"rejected": 1})
 
         def on_epoch(epoch: int, curve: dict[str, float]) -> None:
-            ctx.progress(
-                epoch / int(spec["control"]["epochs"]), f"epoch {epoch}: valid accuracy {curve['validAccuracy']:.4f}"
-            )
+            message = f"epoch {epoch}: valid accuracy {curve['validAccuracy']:.4f}"
+            ctx.progress(epoch / int(spec["control"]["epochs"]), message)
 
         module, network.curves = trainer.train(spec, split, settings.seed, on_epoch)
         network.weights = trainer.weights_of(module)
@@ -116,7 +105,6 @@ class NasEvaluate(Engine):
     name = "evaluate"
 
     def nas(self, ctx: StepContext) -> StepResult:
-        import numpy as np
         import torch
 
         from automl_orchestra.nas import instrument, trainer
@@ -128,36 +116,18 @@ class NasEvaluate(Engine):
         if not isinstance(network, TrainedNetwork):
             raise StepError(f"step {parent!r} is not a nas/train step (it holds {type(network).__name__})")
         constraints = Constraints.from_json(p.optional_dict(ctx.params, "constraints") or None)
-        settings = DataSettings.from_json(network.data)
         measured = dict(network.instrumentation)
         if network.rejected:
             metrics = {"accuracy": None, "score": 0.0, "rejected": 1, **_numbers(measured)}
-            return StepResult(
-                value={**metrics, "reason": network.rejected}, metadata={"rejected": network.rejected}, metrics=metrics
-            )
-        split = _load_split(ctx, settings)
+            value = {**metrics, "reason": network.rejected}
+            return StepResult(value=value, metadata={"rejected": network.rejected}, metrics=metrics)
+        split = _load_split(ctx, DataSettings.from_json(network.data))
         module = trainer.restore(network)
-        logits = trainer.predict_logits(module, split.x_test)
-        labels = torch.from_numpy(split.y_test)
-        accuracy = float((torch.from_numpy(logits).argmax(1) == labels).float().mean())
-        loss = float(torch.nn.functional.cross_entropy(torch.from_numpy(logits), labels))
+        tested = _test_metrics(ctx, module, split)
         measured["latencyMsPerSample"] = instrument.latency_ms_per_sample(module, split.input_shape, device())
-        trainer.export_onnx(module, split.input_shape, ctx.output_dir / ONNX_FILE)
-        onnx_diff = float(
-            np.max(np.abs(trainer.onnx_logits(ctx.output_dir / ONNX_FILE, split.x_test, ctx.cpus) - logits))
-        )
         measured["peakMemoryMb"] = max(instrument.peak_memory_mb(device()), measured.get("trainPeakMemoryMb", 0.0))
         over = constraints.violations(measured) if constraints.limits else {}
-        score = constraints.score(accuracy, over)
-        metrics = {
-            "accuracy": accuracy,
-            "loss": loss,
-            "score": score,
-            "rejected": 0,
-            "testRows": len(split.y_test),
-            "onnxMaxAbsDiff": onnx_diff,
-            **_numbers(measured),
-        }
+        metrics = {**tested, "score": constraints.score(tested["accuracy"], over), "rejected": 0, **_numbers(measured)}
         if over:
             metrics["overBudget"] = constraints.describe(over, measured)
         _plot_curves(network.curves, ctx.output_dir / CURVES_PLOT, ctx)
@@ -206,6 +176,44 @@ def _over_static_limits(spec: dict[str, Any], constraints: Constraints) -> bool:
         return False
     counts = footprint(spec)
     return bool(constraints.violations({"parameters": counts.parameters, "multiplyAdds": counts.multiply_adds}))
+
+
+def _train_request(ctx: StepContext) -> tuple[dict[str, Any], Constraints]:
+    """The validated spec (request-level control parameters applied) and the constraints."""
+    from automl_orchestra.nas.spec import SpecError, validate
+
+    try:
+        spec = validate(_with_control(ctx.resolve(ctx.params.get("spec")), p.optional_dict(ctx.params, "control")))
+        return spec, Constraints.from_json(p.optional_dict(ctx.params, "constraints"))
+    except (SpecError, ValueError) as exc:
+        raise StepError(str(exc)) from exc
+
+
+def _check_fit(spec: dict[str, Any], split: Split) -> None:
+    shape = tuple(spec["input"]["shape"])
+    if split.input_shape not in (shape, (1, *shape)):
+        raise StepError(f"the spec's input shape {list(shape)} does not match the data's {list(split.input_shape)}")
+    if spec["output"]["classes"] != len(split.classes):
+        raise StepError(f"the spec has {spec['output']['classes']} classes, the data {len(split.classes)}")
+
+
+def _test_metrics(ctx: StepContext, module: Any, split: Split) -> dict[str, Any]:
+    """Accuracy and loss on the test split, and how far the ONNX export's logits are from PyTorch's."""
+    import numpy as np
+    import torch
+
+    from automl_orchestra.nas import trainer
+
+    logits = trainer.predict_logits(module, split.x_test)
+    tensor, labels = torch.from_numpy(logits), torch.from_numpy(split.y_test)
+    trainer.export_onnx(module, split.input_shape, ctx.output_dir / ONNX_FILE)
+    exported = trainer.onnx_logits(ctx.output_dir / ONNX_FILE, split.x_test, ctx.cpus)
+    return {
+        "accuracy": float((tensor.argmax(1) == labels).float().mean()),
+        "loss": float(torch.nn.functional.cross_entropy(tensor, labels)),
+        "testRows": len(split.y_test),
+        "onnxMaxAbsDiff": float(np.max(np.abs(exported - logits))),
+    }
 
 
 def _with_control(spec: Any, control: dict[str, Any]) -> Any:
