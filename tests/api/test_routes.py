@@ -13,7 +13,7 @@ from tests.conftest import ServerHandle
 
 
 def test_openapi_documents_every_route_with_models_and_examples(server: ServerHandle) -> None:
-    spec = httpx.get(f"{server.url}/openapi.json").json()
+    spec = httpx.get(f"{server.url}/openapi.json", timeout=60).json()  # built on first use: ~1 MB
     paths = spec["paths"]
     for name, engine in registry.ENGINES.items():
         for service in engine.services:
