@@ -170,7 +170,7 @@ class AutoKerasModel:
         self.info = info
 
     def predict(self, x: Any, batch_size: int = 32, **kwargs: Any) -> np.ndarray:
-        data = self.pipeline.transform_x(as_array(x, "x"))
+        data = self.pipeline.transform_x(self._inputs(x))
         kwargs.setdefault("verbose", 0)
         predicted = self.model.predict(data, batch_size=batch_size, **kwargs)
         result = np.asarray(self.pipeline.postprocess(predicted))
@@ -178,13 +178,25 @@ class AutoKerasModel:
         return numeric_labels(result)
 
     def evaluate(self, x: Any, y: Any = None, batch_size: int = 32, **kwargs: Any) -> dict[str, float]:
-        data, target = self.pipeline.transform((as_array(x, "x"), as_array(y, "y")))
+        data, target = self.pipeline.transform((self._inputs(x), as_array(y, "y")))
         kwargs.setdefault("verbose", 0)
         values = self.model.evaluate(data, target, batch_size=batch_size, return_dict=True, **kwargs)
         return {str(name): float(value) for name, value in values.items()}
 
     def export_model(self) -> Any:
         return self.model
+
+    def _inputs(self, x: Any) -> Any:
+        """A table given to a model searched on a table: its feature columns (as images when it was)."""
+        features = self.info.get("features")
+        if isinstance(x, pd.DataFrame) and features:
+            missing = [name for name in features if name not in x.columns]
+            if missing:
+                raise StepError(f"the table lacks {len(missing)} of the model's feature columns, e.g. {missing[:5]}")
+            x = x[features].to_numpy(dtype=np.float32)
+            shape = self.info.get("imageShape")
+            return x.reshape(len(x), *shape) if shape else x
+        return as_array(x, "x")
 
     def summary(self) -> dict[str, Any]:
         """The trial table and the best architecture (``explore/autokeras``)."""
@@ -264,12 +276,14 @@ class AutoKerasEngine(MethodEngine):
     def automl(self, ctx: StepContext) -> StepResult:
         started = time.monotonic()
         settings = AutoKerasRequest(ctx)
-        x, y, kind = automl_data(ctx, settings)
+        x, y, kind, features = automl_data(ctx, settings)
         spec = automl_spec(settings, kind, x)
         kwargs: dict[str, Any] = {"x": x, "y": y, "epochs": settings.epochs, "validation_split": settings.validation}
         deadline = started + settings.time_budget - FINISH_S
         result = search(ctx, spec, kwargs, deadline)
-        result.metadata.update({"task": settings.task, "input": kind, "timeBudget": settings.time_budget})
+        inputs = {"features": features, "imageShape": settings.image_shape if features else None}
+        result.value.info.update(inputs)
+        result.metadata.update({"task": settings.task, "input": kind, "timeBudget": settings.time_budget, **inputs})
         return result
 
     def save(self, value: Any, out_dir: Path) -> OutputRef:
@@ -312,7 +326,7 @@ def load_searched(local_dir: Path) -> AutoKerasModel:
     pipeline = pipeline_module.load_pipeline(str(local_dir / PIPELINE_FILE))
     trials = json.loads((local_dir / TRIALS_FILE).read_text(encoding="utf-8"))
     info = json.loads((local_dir / SUMMARY_FILE).read_text(encoding="utf-8"))
-    keys = ("bestTrial", "objective", "bestScore", "trialsCompleted", "trialsFailed")
+    keys = ("bestTrial", "objective", "bestScore", "trialsCompleted", "trialsFailed", "features", "imageShape")
     return AutoKerasModel(model, pipeline, trials, {key: info.get(key) for key in keys})
 
 
@@ -583,11 +597,12 @@ class AutoKerasRequest(AutoMLRequest):
         self.trial_timeout = float(timeout) if isinstance(timeout, int | float) and timeout > 0 else None
 
 
-def automl_data(ctx: StepContext, settings: AutoKerasRequest) -> tuple[np.ndarray, np.ndarray, str]:
-    """(inputs, targets, "image" | "structured") from a table or from a step holding named arrays."""
+def automl_data(ctx: StepContext, settings: AutoKerasRequest) -> tuple[np.ndarray, np.ndarray, str, list[str] | None]:
+    """(inputs, targets, "image" | "structured", the feature columns of a table) from a table or from a
+    step holding named arrays."""
     source = ctx.load_step(settings.parent)
     if isinstance(source, dict):
-        return _arrays_data(source, settings)
+        return (*_arrays_data(source, settings), None)
     if not isinstance(source, pd.DataFrame):
         raise StepError(f"{settings.parent!r} must be a table or a step holding named arrays")
     if settings.target not in source.columns:
@@ -607,8 +622,8 @@ def automl_data(ctx: StepContext, settings: AutoKerasRequest) -> tuple[np.ndarra
     if settings.image_shape:
         if int(np.prod(settings.image_shape)) != x.shape[1]:
             raise StepError(f"imageShape {settings.image_shape} does not hold the {x.shape[1]} feature columns")
-        return x.reshape(len(x), *settings.image_shape), y, "image"
-    return x, y, "structured"
+        return x.reshape(len(x), *settings.image_shape), y, "image", decision.used
+    return x, y, "structured", decision.used
 
 
 def _arrays_data(arrays: dict[str, Any], settings: AutoKerasRequest) -> tuple[np.ndarray, np.ndarray, str]:
