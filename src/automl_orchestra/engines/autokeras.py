@@ -246,14 +246,13 @@ class AutoKerasEngine(MethodEngine):
         deadline = time.monotonic() + bounded_budget(ctx.time_budget_s, ctx.time_budget_s) - FINISH_S
         return search(ctx, spec, kwargs, deadline)
 
-    def tune(self, ctx: StepContext) -> StepResult:
-        return self.train(ctx)
-
     def predict(self, ctx: StepContext) -> StepResult:
+        import_autokeras(ctx.cpus)  # torch on the step's CPUs before the model is loaded and run
         call = call_on_parent(ctx, "predict")
         return StepResult(value=np.asarray(call.result), metadata={"method": call.method})
 
     def evaluate(self, ctx: StepContext) -> StepResult:
+        import_autokeras(ctx.cpus)
         call = call_on_parent(ctx, "evaluate")
         scores = call.result if isinstance(call.result, dict) else {}
         return StepResult(value=call.result, metadata={"method": call.method}, metrics=scores)
@@ -261,6 +260,7 @@ class AutoKerasEngine(MethodEngine):
     def explore(self, ctx: StepContext) -> StepResult:
         """``summary`` (default): the trial table and best architecture; ``export``: the best model as
         ``model.keras`` and ``model.onnx`` artifacts of this step."""
+        import_autokeras(ctx.cpus)
         target = ctx.load_step(p.require_str(ctx.params, "parentName"))
         if not isinstance(target, AutoKerasModel):
             raise StepError("explore/autokeras needs a trained AutoKeras step as parentName")
