@@ -155,7 +155,7 @@ def atomic(client: Client, train: str, test: str) -> dict[str, Any]:
     metrics = holdout["metrics"]
     return {
         "way": "atomic steps",
-        "model": holdout.get("class", "").rsplit(".", 1)[-1],
+        "model": str(client.get(step("tuned")).get("class", "")).rsplit(".", 1)[-1],
         "holdoutAccuracy": metrics["Accuracy"],
         "holdoutF1": metrics["F1"],
         "kaggle": labelled_accuracy(read_rows(client, step("pred"))),
