@@ -219,3 +219,25 @@ def test_sse_stream_reports_status_changes(server: ServerHandle, http: httpx.Cli
                 statuses.append(json.loads(line[6:])["status"])
     assert statuses[-1] == "finished"
     assert "running" in statuses or "pending" in statuses
+
+
+def test_server_stop_ends_processes_a_step_left_behind(fresh_server: ServerHandle) -> None:
+    """A step that leaves a helper process running (a joblib/loky pool, a stray subprocess) does not leave it
+    to outlive the server: stopping the server ends the worker's whole process group."""
+    with fresh_server.client() as http:
+        code = "import subprocess\nresponse = subprocess.Popen(['sleep', '300']).pid"
+        run(fresh_server, http, "/function/python", {"name": "lc_leaves_child", "code": code})
+        pid = content(http, "/function/python/lc_leaves_child")[1]
+    assert _alive(pid)  # the step finished, its helper process lives on in the worker's group
+    fresh_server.stop()
+    deadline = time.monotonic() + 15
+    while _alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not _alive(pid)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False

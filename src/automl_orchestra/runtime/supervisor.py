@@ -138,6 +138,10 @@ class WorkerProcess:
             self.process.wait(timeout=5)
         except subprocess.TimeoutExpired:
             self.kill()
+            return
+        # Helpers earlier jobs left behind (joblib/loky pools of PyCaret, Dask) live on in the group: end them.
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.process.pid, signal.SIGKILL)
         self.close()
 
     def close(self) -> None:
