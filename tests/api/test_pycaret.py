@@ -138,7 +138,6 @@ def test_atomic_pipeline_with_grids_plots_predictions_and_stale_dependents(
     png = next(name for name in artifacts if name.endswith(".png"))
     assert http.get(f"/steps/pc_plot/artifacts/{png}").content.startswith(b"\x89PNG")
 
-
     changed = {"parentName": "pc_exp", "methodParameters": {**setup, "session_id": 2}}
     assert http.patch("/transform/pycaret/pc_setup", json=changed).status_code == 200
     assert pycaret_server.wait("pc_setup")["status"] == "finished"

@@ -100,9 +100,7 @@ def run_trial(
     return outcome
 
 
-def _child(
-    work: Callable[[Emit], dict[str, Any]], events: Path, result_file: Path, cpus: int
-) -> None:
+def _child(work: Callable[[Emit], dict[str, Any]], events: Path, result_file: Path, cpus: int) -> None:
     code = 0
     try:
         import torch

@@ -18,7 +18,7 @@ log = logging.getLogger(__name__)
 
 Pool = tuple[str, bool]  # (environment, forking)
 
-# Modules a fresh worker imports before it reports ready, so the first small step does not pay for them.
+
 class LocalExecutor:
     def __init__(
         self,
