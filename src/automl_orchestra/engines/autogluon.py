@@ -19,11 +19,10 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sklearn.base import BaseEstimator
 
 from automl_orchestra.engines import params as p
 from automl_orchestra.engines import registry
-from automl_orchestra.engines.automl import AutoMLRequest, training_data
+from automl_orchestra.engines.automl import AutoMLRequest, TaskModel, training_data
 from automl_orchestra.engines.base import StepContext, StepError, StepResult
 from automl_orchestra.engines.calls import (
     MethodEngine,
@@ -52,7 +51,7 @@ def gpu_count(ctx: StepContext) -> int | str:
     return math.ceil(gpus) if gpus > 0 else "auto"
 
 
-class AutoGluonModel(BaseEstimator):
+class AutoGluonModel(TaskModel):
     """A trained ``TabularPredictor`` stored in the step's output, loaded lazily.
 
     ``predict`` accepts the table the step trained on (the target and other columns may be there).
@@ -112,25 +111,6 @@ class AutoGluonModel(BaseEstimator):
             raise StepError("predict_proba needs a classification model")
         proba = self.predictor.predict_proba(self.features(X), as_multiclass=True)
         return np.asarray(proba[list(self.predictor.class_labels)], dtype=float)
-
-    def score(self, X: Any, y: Any) -> float:
-        predicted = self.predict(X)
-        truth = np.asarray(y)
-        if self.task == "classification":
-            return float(np.mean(predicted.astype(str) == truth.astype(str)))
-        from sklearn.metrics import r2_score
-
-        return float(r2_score(truth, predicted))
-
-    def __sklearn_tags__(self) -> Any:
-        from sklearn.utils import ClassifierTags, RegressorTags
-
-        tags = super().__sklearn_tags__()
-        if self.task == "classification":
-            tags.estimator_type, tags.classifier_tags = "classifier", ClassifierTags()
-        else:
-            tags.estimator_type, tags.regressor_tags = "regressor", RegressorTags()
-        return tags
 
     def __repr__(self, N_CHAR_MAX: int = 700) -> str:
         return f"AutoGluonModel(best_model={self.best_model!r}, task={self.task!r}, target={self.target_name!r})"

@@ -8,14 +8,47 @@ The body is the same for every engine (``parentName``, ``target``, ``task``, ``t
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
+import numpy as np
 import pandas as pd
+from sklearn.base import BaseEstimator
 
 from automl_orchestra.engines import params as p
 from automl_orchestra.engines.base import StepContext, StepError
 from automl_orchestra.engines.columns import ColumnDecision, select_features
 
 TASKS = ("classification", "regression")
+
+
+class TaskModel(BaseEstimator):
+    """Base of a fitted engine model with a ``task`` attribute and a ``predict``: scikit-learn sees a
+    classifier or a regressor (so ``evaluate`` scorers work on it) and ``score`` is accuracy or R2."""
+
+    task: str
+
+    def predict(self, X: Any) -> np.ndarray:
+        raise NotImplementedError
+
+    def score(self, X: Any, y: Any) -> float:
+        predicted = self.predict(X)
+        truth = np.asarray(y)
+        if self.task == "classification":
+            return float(np.mean(predicted.astype(str) == truth.astype(str)))
+        from sklearn.metrics import r2_score
+
+        return float(r2_score(truth, predicted))
+
+    def __sklearn_tags__(self) -> Any:
+        # Imported here: scikit-learn < 1.6 (the PyCaret environment, which imports this module) has no tags.
+        from sklearn.utils import ClassifierTags, RegressorTags
+
+        tags = super().__sklearn_tags__()
+        if self.task == "classification":
+            tags.estimator_type, tags.classifier_tags = "classifier", ClassifierTags()
+        else:
+            tags.estimator_type, tags.regressor_tags = "regressor", RegressorTags()
+        return tags
 
 
 class AutoMLRequest:

@@ -36,11 +36,10 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sklearn.base import BaseEstimator
 
 from automl_orchestra.engines import params as p
 from automl_orchestra.engines import registry
-from automl_orchestra.engines.automl import AutoMLRequest, training_data
+from automl_orchestra.engines.automl import AutoMLRequest, TaskModel, training_data
 from automl_orchestra.engines.base import StepContext, StepError, StepResult
 from automl_orchestra.engines.calls import (
     MethodEngine,
@@ -263,7 +262,7 @@ def to_h2o_frame(frame: pd.DataFrame, factors: list[str]) -> Any:
 # ----- the stored model ---------------------------------------------------------------------------
 
 
-class H2OModel(BaseEstimator):
+class H2OModel(TaskModel):
     """A trained H2O model saved as H2O binary; scores in the running JVM (or a short-lived one).
 
     ``predict`` accepts the table the step trained on (target and other columns may be there). A
@@ -337,25 +336,6 @@ class H2OModel(BaseEstimator):
         if self.task != "classification":
             return self._raw(X)["predict"].to_numpy(dtype=float)
         return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
-
-    def score(self, X: Any, y: Any) -> float:
-        predicted = self.predict(X)
-        truth = np.asarray(y)
-        if self.task == "classification":
-            return float(np.mean(predicted.astype(str) == truth.astype(str)))
-        from sklearn.metrics import r2_score
-
-        return float(r2_score(truth, predicted))
-
-    def __sklearn_tags__(self) -> Any:
-        from sklearn.utils import ClassifierTags, RegressorTags
-
-        tags = super().__sklearn_tags__()
-        if self.task == "classification":
-            tags.estimator_type, tags.classifier_tags = "classifier", ClassifierTags()
-        else:
-            tags.estimator_type, tags.regressor_tags = "regressor", RegressorTags()
-        return tags
 
     def __repr__(self, N_CHAR_MAX: int = 700) -> str:
         return f"H2OModel(model_id={self.model_id!r}, algo={self.algo!r}, task={self.task!r})"
