@@ -92,18 +92,13 @@ class PycaretEngine(Engine):
         kwargs = method_kwargs(ctx)
         if method == "setup":
             kwargs = _setup_defaults(experiment, kwargs, ctx)
-        print(f"calling {type(experiment).__name__}.{method}({', '.join(kwargs)})", flush=True)
-        shown_before = _last_display(experiment)
-        result = call_method(experiment, method, kwargs)
+        result, grid = _call_showing(experiment, method, kwargs)
         if method == "setup":
-            summary = _grid(experiment)
             metadata = {"class": type(experiment).__name__, "setup": True, "method": method}
-            if summary is not None and {"Description", "Value"} <= set(summary.columns):
-                pairs = zip(summary["Description"], summary["Value"], strict=True)
+            if grid is not None and {"Description", "Value"} <= set(grid.columns):
+                pairs = zip(grid["Description"], grid["Value"], strict=True)
                 metadata["summary"] = {str(k): readable_json(v) for k, v in pairs}
             return StepResult(value=experiment, metadata=metadata)
-        shown = _last_display(experiment)
-        grid = _grid(experiment) if shown is not None and shown is not shown_before else None
         return self._result(ctx, experiment, method, result, grid)
 
     # ----- methods of a set-up experiment ------------------------------------------------------
@@ -202,12 +197,7 @@ class PycaretEngine(Engine):
             )
         method = p.optional_str(ctx.params, "method", default_method) or default_method
         kwargs = _quiet_kwargs(experiment, method, method_kwargs(ctx))
-        print(f"calling {type(experiment).__name__}.{method}({', '.join(kwargs)})", flush=True)
-        shown_before = _last_display(experiment)
-        with _headless_plots():
-            result = call_method(experiment, method, kwargs)
-        shown = _last_display(experiment)
-        grid = _grid(experiment) if shown is not None and shown is not shown_before else None
+        result, grid = _call_showing(experiment, method, kwargs)
         return self._result(ctx, experiment, method, result, grid)
 
     def _result(
@@ -301,6 +291,16 @@ def _quiet_kwargs(experiment: Any, method: str, kwargs: dict[str, Any]) -> dict[
     return {"verbose": False, **kwargs} if "verbose" in accepted else kwargs
 
 
+def _call_showing(experiment: Any, method: str, kwargs: dict[str, Any]) -> tuple[Any, pd.DataFrame | None]:
+    """``experiment.method(**kwargs)`` (plots to files only), and the score grid this call displayed, if any."""
+    print(f"calling {type(experiment).__name__}.{method}({', '.join(kwargs)})", flush=True)
+    shown_before = _last_display(experiment)
+    with _headless_plots():
+        result = call_method(experiment, method, kwargs)
+    shown = _last_display(experiment)
+    return result, _grid(experiment) if shown is not None and shown is not shown_before else None
+
+
 def _last_display(experiment: Any) -> Any:
     """The object behind ``pull()`` (the last table the experiment displayed), to tell whether a call
     displayed a new one: ``finalize_model`` shows nothing, and the previous grid must not be re-reported."""
@@ -363,20 +363,20 @@ def run_automl(ctx: StepContext) -> StepResult:
     ctx.progress(0.05, "compare_models")
     compare = {"sort": sort, "budget_time": max(compare_budget, 1.0) / 60.0, "n_select": 1, "errors": "ignore"}
     compare.update(p.optional_dict(options, "compare_models"))
-    with _headless_plots():
-        best = call_method(experiment, "compare_models", _quiet_kwargs(experiment, "compare_models", compare))
+    best, leaderboard = _call_showing(
+        experiment, "compare_models", _quiet_kwargs(experiment, "compare_models", compare)
+    )
     if isinstance(best, list):
         best = best[0] if best else None
     if best is None:
         raise StepError("compare_models trained no model within the budget; raise timeBudget")
-    leaderboard = _grid(experiment)
     remaining = request.time_budget - (time.monotonic() - started)
     per_iteration = _fit_seconds(leaderboard) * int(setup.get("fold", 10))
     tuned, tuning = _tune(ctx, experiment, best, sort, per_iteration, remaining)
     ctx.progress(0.9, "finalize_model")
     holdout = _holdout_metrics(experiment, tuned)
     final = call_method(experiment, "finalize_model", {"estimator": tuned})
-    cv_metrics = tuning or (_leaderboard_row(leaderboard) if leaderboard is not None else {})
+    cv_metrics = tuning or (grid_metrics(leaderboard) if leaderboard is not None else {})
     metrics = {**{f"cv_{k}": v for k, v in cv_metrics.items()}, **{f"holdout_{k}": v for k, v in holdout.items()}}
     metadata = {
         "experiment": type(experiment).__name__,
@@ -413,9 +413,7 @@ def _tune(
         return best, {}
     ctx.progress(0.6, f"tune_model ({n_iter} iterations)")
     kwargs = {"estimator": best, "n_iter": n_iter, "optimize": sort, "choose_better": True}
-    with _headless_plots():
-        tuned = call_method(experiment, "tune_model", _quiet_kwargs(experiment, "tune_model", kwargs))
-    grid = _grid(experiment)
+    tuned, grid = _call_showing(experiment, "tune_model", _quiet_kwargs(experiment, "tune_model", kwargs))
     return tuned, grid_metrics(grid) if grid is not None else {}
 
 
@@ -426,19 +424,11 @@ def _fit_seconds(leaderboard: pd.DataFrame | None) -> float:
     return max(value or 1.0, 0.01)
 
 
-def _leaderboard_row(leaderboard: pd.DataFrame) -> dict[str, float]:
-    metrics = {}
-    for column in leaderboard.columns[1:]:
-        value = as_scalar(leaderboard[column].iloc[0])
-        if value is not None and column != "TT (Sec)":
-            metrics[str(column)] = value
-    return metrics
-
-
 def _holdout_metrics(experiment: Any, model: Any) -> dict[str, float]:
     """Scores on PyCaret's holdout split (the model was fitted on the training split only)."""
-    call_method(experiment, "predict_model", _quiet_kwargs(experiment, "predict_model", {"estimator": model}))
-    grid = _grid(experiment)
+    _, grid = _call_showing(
+        experiment, "predict_model", _quiet_kwargs(experiment, "predict_model", {"estimator": model})
+    )
     return grid_metrics(grid) if grid is not None else {}
 
 
