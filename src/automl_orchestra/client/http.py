@@ -17,7 +17,7 @@ import os
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Self
 from urllib.parse import quote
 
 import httpx
@@ -547,6 +547,25 @@ class Client:
         for event in self.events(name, timeout=timeout):
             if event.get("event") in {"status", "message"} and isinstance(event.get("data"), dict):
                 yield event["data"]
+
+
+class ClientOwner:
+    """Base of the service wrappers: uses the given :class:`Client`, or creates one and closes it on
+    ``close()`` / leaving a ``with`` block."""
+
+    def __init__(self, client: Client | None, factory: Callable[[], Client]) -> None:
+        self._owns_client = client is None
+        self.client = client or factory()
+
+    def close(self) -> None:
+        if self._owns_client:
+            self.client.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
 
 
 def _bool_param(value: bool) -> str:

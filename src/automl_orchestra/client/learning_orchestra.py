@@ -31,7 +31,7 @@ from collections.abc import Iterator, Mapping
 from typing import Any, ClassVar
 
 from automl_orchestra.client.errors import NotFoundError
-from automl_orchestra.client.http import DEFAULT_API_PREFIX, Client, FileSource, Metadata, name_from_url
+from automl_orchestra.client.http import DEFAULT_API_PREFIX, Client, ClientOwner, FileSource, Metadata, name_from_url
 
 __all__ = [
     "AutoMLAutoKeras",
@@ -107,7 +107,7 @@ def _one_name(name: str | None, **aliases: str | None) -> str:
     return given[0]
 
 
-class _Connected:
+class _Connected(ClientOwner):
     """Owns (or borrows) the :class:`Client` of a Learning Orchestra-style object."""
 
     def __init__(
@@ -119,18 +119,7 @@ class _Connected:
         timeout: float = 30.0,
         api_prefix: str = DEFAULT_API_PREFIX,
     ) -> None:
-        self._owns_client = client is None
-        self.client = client or Client(cluster_ip, token=token, timeout=timeout, api_prefix=api_prefix)
-
-    def close(self) -> None:
-        if self._owns_client:
-            self.client.close()
-
-    def __enter__(self) -> _Connected:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
+        super().__init__(client, lambda: Client(cluster_ip, token=token, timeout=timeout, api_prefix=api_prefix))
 
     def wait(
         self,

@@ -13,28 +13,17 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from automl_orchestra.client.http import Client, Metadata
+from automl_orchestra.client.http import Client, ClientOwner, Metadata
 
 ROWS_PAGE = 100
 
 
-class NasService:
+class NasService(ClientOwner):
     """A thin wrapper over ``/nas/{generate,train,evaluate}`` and ``/automl/nas``; it creates a
     :class:`Client` unless one is given. Methods wait for the step unless ``wait=False``."""
 
     def __init__(self, url: str | None = None, token: str | None = None, *, client: Client | None = None) -> None:
-        self.client = client or Client(url, token)
-        self._owned = client is None
-
-    def __enter__(self) -> NasService:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
-
-    def close(self) -> None:
-        if self._owned:
-            self.client.close()
+        super().__init__(client, lambda: Client(url, token))
 
     # ----- the three services -------------------------------------------------------------------------
 

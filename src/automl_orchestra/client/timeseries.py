@@ -14,29 +14,18 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from automl_orchestra.client.http import Client, Metadata, MetadataList
+from automl_orchestra.client.http import Client, ClientOwner, Metadata, MetadataList
 
 PathLike = str | os.PathLike[str]
 # Training waits for the whole search server-side: the read timeout must outlast the time budget.
 TRAIN_EXTRA_S = 900.0
 
 
-class TimeSeriesService:
+class TimeSeriesService(ClientOwner):
     """A thin wrapper over ``/timeseries/*``; a :class:`Client` is created unless one is given."""
 
     def __init__(self, url: str | None = None, token: str | None = None, *, client: Client | None = None) -> None:
-        self.client = client or Client(url, token)
-        self._owned = client is None
-
-    def __enter__(self) -> TimeSeriesService:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
-
-    def close(self) -> None:
-        if self._owned:
-            self.client.close()
+        super().__init__(client, lambda: Client(url, token))
 
     def train(
         self, raw_data: PathLike, labels: PathLike | None = None, params: Mapping[str, Any] | PathLike | None = None
