@@ -323,6 +323,12 @@ def median(values: Sequence[float]) -> float:
     return statistics.median(values)
 
 
+def print_comparison(rows: Sequence[tuple[str, str, str, str]], peer: str) -> None:
+    """The API-vs-peer table: (measure, API value, peer value, comparison) per row."""
+    columns = [("measure", "", ""), ("api", "API", ""), ("plain", peer, ""), ("cmp", f"API vs {peer}", "")]
+    print(format_table([dict(zip(("measure", "api", "plain", "cmp"), row, strict=True)) for row in rows], columns))
+
+
 def verdict(ok: bool) -> str:
     return "goal met" if ok else "GOAL MISSED"
 

@@ -36,7 +36,7 @@ from benchmarks._harness import (
     Server,
     StepTiming,
     datasets_dir,
-    format_table,
+    print_comparison,
     rss_mb,
     run_script,
     run_step,
@@ -244,8 +244,7 @@ def main(quick: bool = False) -> dict[str, Any]:
             f"{extra_job:+.0f}",
         ),
     ]
-    columns = [("measure", "", ""), ("api", "API", ""), ("plain", "plain script", ""), ("cmp", "API vs plain", "")]
-    print(format_table([dict(zip(("measure", "api", "plain", "cmp"), row, strict=True)) for row in rows], columns))
+    print_comparison(rows, "plain script")
     print(f"trials: {api['trials']}; server tree at rest: {rss_mb(api['idleRss'])} MB RSS")
     print(f"wall ratio {ratio:.3f} (goal <= {GOAL_WALL_RATIO}): {verdict(ratio <= GOAL_WALL_RATIO)}")
     print(

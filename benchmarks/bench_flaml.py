@@ -26,7 +26,7 @@ from benchmarks._harness import (
     Server,
     StepTiming,
     datasets_dir,
-    format_table,
+    print_comparison,
     rss_mb,
     run_script,
     run_step,
@@ -121,8 +121,7 @@ def main(quick: bool = False) -> dict[str, Any]:
         ("best loss", f"{best_loss:.5f}" if best_loss is not None else "-", f"{plain_result['bestLoss']:.5f}", ""),
         ("peak RSS MB", f"{rss_mb(api['peakRss']):.1f}", f"{rss_mb(plain.peak_rss):.1f}", f"+{extra_mb:.1f} MB"),
     ]
-    columns = [("measure", "", ""), ("api", "API", ""), ("plain", "plain script", ""), ("cmp", "API vs plain", "")]
-    print(format_table([dict(zip(("measure", "api", "plain", "cmp"), row, strict=True)) for row in rows], columns))
+    print_comparison(rows, "plain script")
     print(f"peak breakdown (MB): {api['breakdown']}; server tree at rest before the step: {rss_mb(api['idleRss'])} MB")
     print(f"wall ratio {ratio:.4f} (goal <= {GOAL_WALL_RATIO}): {verdict(ratio <= GOAL_WALL_RATIO)}")
     print(f"extra peak memory {extra_mb:.1f} MB (goal <= {GOAL_EXTRA_MB:g}): {verdict(extra_mb <= GOAL_EXTRA_MB)}")

@@ -25,7 +25,7 @@ from benchmarks._harness import (
     RssSampler,
     Server,
     datasets_dir,
-    format_table,
+    print_comparison,
     rss_mb,
     run_script,
     run_step,
@@ -79,8 +79,7 @@ def main(quick: bool = False) -> dict[str, Any]:
         ("peak RSS MB", f"{rss_mb(api['peakRss']):.1f}", f"{rss_mb(plain.peak_rss):.1f}", f"+{extra_mb:.1f} MB"),
         ("score grid mean accuracy (direct)", "", f"{plain_result['meanAccuracy']:.4f}", ""),
     ]
-    columns = [("measure", "", ""), ("api", "API", ""), ("plain", "direct", ""), ("cmp", "API vs direct", "")]
-    print(format_table([dict(zip(("measure", "api", "plain", "cmp"), row, strict=True)) for row in rows], columns))
+    print_comparison(rows, "direct")
     print(f"server tree at rest before the step: {rss_mb(api['idleRss'])} MB")
     print(f"wall ratio {ratio:.4f} (goal <= {GOAL_WALL_RATIO}): {verdict(ratio <= GOAL_WALL_RATIO)}")
     print(f"extra peak memory {extra_mb:.1f} MB (goal <= {GOAL_EXTRA_MB:g}): {verdict(extra_mb <= GOAL_EXTRA_MB)}")
