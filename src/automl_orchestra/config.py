@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import sys
+from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
@@ -121,13 +122,24 @@ class Settings(BaseSettings):
     def code_url_host_set(self) -> frozenset[str]:
         return frozenset(h.strip().lower() for h in self.code_url_hosts.split(",") if h.strip())
 
-    @property
+    @cached_property
     def environment_pythons(self) -> dict[str, str]:
+        """Interpreter of every engine environment, found once (every POST and every job asks)."""
         table = {"main": sys.executable, **sibling_environments()}
         for item in filter(None, (part.strip() for part in self.environments.split(","))):
             name, _, python = item.partition("=")
             table[name.strip()] = python.strip()
         return table
+
+    def missing_environment(self, name: str) -> str | None:
+        """None when engine environment ``name`` exists here, else what it is and how to create it."""
+        if name in self.environment_pythons:
+            return None
+        return (
+            f"the engine environment {name!r}, which this server does not have: create it with "
+            f"scripts/bootstrap.sh (environments/{name}/requirements.txt) or point ORCHESTRA_ENVIRONMENTS at its "
+            f"interpreter ({name}=/path/to/python)"
+        )
 
     def is_loopback_bind(self) -> bool:
         if self.host in {"localhost"}:

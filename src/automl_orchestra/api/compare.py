@@ -97,8 +97,9 @@ def unavailable(engine: str, settings: Settings) -> str | None:
         return f"it is not a tabular automl engine of this server (those are {tabular})"
     if "tabular" not in spec.capabilities:
         return "it is not a tabular engine"
-    if spec.environment not in settings.environment_pythons:
-        return f"its engine environment {spec.environment!r} is not configured (ORCHESTRA_ENVIRONMENTS)"
+    missing = settings.missing_environment(spec.environment)
+    if missing:
+        return f"it runs in {missing}"
     library = spec.allowed_modules[0].split(".")[0] if spec.allowed_modules else ""
     if spec.environment == "main" and library and importlib.util.find_spec(library) is None:
         return f"its library {library!r} is not installed"  # find_spec locates, it does not import

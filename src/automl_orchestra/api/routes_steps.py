@@ -85,13 +85,9 @@ def create_step(request: Request, service: str, tool: str, body: StepBody, param
 
 def _check_body(service: str, tool: str, body: StepBody, settings: Settings) -> None:
     spec = registry.engine(tool)
-    if spec is not None and spec.environment not in settings.environment_pythons:
-        raise ApiError(
-            503,
-            f"{tool} runs in the engine environment {spec.environment!r}, which this server does not have: "
-            f"create it with scripts/bootstrap.sh (environments/{spec.environment}/requirements.txt) or point "
-            f"ORCHESTRA_ENVIRONMENTS at its interpreter ({spec.environment}=/path/to/python)",
-        )
+    missing = settings.missing_environment(spec.environment) if spec is not None else None
+    if missing:
+        raise ApiError(503, f"{tool} runs in {missing}")
     module_path = getattr(body, "modulePath", None)
     if module_path and spec is not None and not spec.allows_module(module_path):
         allowed = ", ".join(spec.allowed_modules) or "none"
