@@ -10,7 +10,7 @@ import pytest
 
 from automl_orchestra.engines.base import StepError
 from automl_orchestra.engines.timeseries import parse_ts
-from automl_orchestra.engines.tpot import TpotModel
+from automl_orchestra.engines.tpot import TpotModel, _Candidate, choose_winner
 from automl_orchestra.runtime.jobs import WorkerPolicy
 from tests.engines.conftest import Harness
 from tests.ts_data import write_long_csv, write_ts
@@ -115,6 +115,8 @@ def test_tsfresh_and_tpot_pipeline(harness: Harness, tmp_path: Path) -> None:
     tpot = board[board["learner"] == "tpot"]
     assert tpot["bestScore"].notna().all() or tpot["status"].str.startswith(("stopped", "skipped")).all()
     assert board["bestScore"].dropna().is_monotonic_decreasing
+    assert board.loc[board["source"] == "baseline", "standardError"].notna().all()
+    assert ran.metadata["selection"].startswith(ran.metadata["bestLearner"])
     code = (ran.files / "pipeline.py").read_text()
     namespace: dict = {}
     exec(compile(code, "pipeline.py", "exec"), namespace)  # the exported code runs and builds an estimator
@@ -155,3 +157,17 @@ def test_tpot_by_reflection(harness: Harness, tmp_path: Path) -> None:
         name="e", inputs=["t", "X", "y"],
     )  # fmt: skip
     assert scored.result.metrics["accuracy"] > 0.8
+
+
+def test_tpot_replaces_a_baseline_only_beyond_one_standard_error() -> None:
+    def candidate(name: str, score: float, error: float = 0.0) -> _Candidate:
+        source = "tpot" if name == "tpot" else "baseline"
+        return _Candidate(name, None, score, 1.0, source, standard_error=error)
+
+    forest, trees = candidate("random_forest", 0.90, 0.03), candidate("extra_trees", 0.94, 0.025)
+    best, why = choose_winner([forest, trees, candidate("tpot", 0.96)])
+    assert best is trees and "within one standard error (0.0250)" in why  # GunPoint: TPOT's 0.96 is noise
+    best, why = choose_winner([forest, trees, candidate("tpot", 0.97)])
+    assert best.name == "tpot" and why.startswith("tpot: cv 0.9700 beats extra_trees's 0.9400")
+    assert choose_winner([candidate("tpot", 0.5)])[0].name == "tpot"  # options.baselines = []
+    assert choose_winner([forest, trees])[0] is trees  # TPOT stopped: the best baseline
