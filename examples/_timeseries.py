@@ -1,8 +1,8 @@
 """What the time-series examples share: the service connection, the data files, .ts labels, the report.
 
 Training uses the seed service's DEFAULT settings (tsfresh efficient features + selection, then baselines
-and TPOT in a 120 s budget, chosen by 5-fold CV with the one-standard-error rule); only ``pipeline_id`` is given, so re-running an example
-first deletes the steps its previous run left.
+and TPOT in a 120 s budget, chosen by 5-fold CV with the one-standard-error rule); only ``pipeline_id`` is
+given, so re-running an example first deletes the steps its previous run left.
 """
 
 from __future__ import annotations
