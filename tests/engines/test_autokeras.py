@@ -11,6 +11,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import numpy as np
 import pytest
 
@@ -107,6 +108,51 @@ def test_appendix_b_flow_keeps_the_best_model_when_a_trial_hits_a_limit(ak_serve
         assert not any(name.endswith((".joblib", ".pkl")) for name in trained_files)
 
 
+def test_a_cancelled_search_ends_with_the_best_model_so_far(ak_server: ServerHandle) -> None:
+    with ak_server.client(timeout=120) as http:
+        # Trial 1 (a small CNN) completes; the cancel arrives while trial 2 (the ResNet50) runs, with a time
+        # and memory allowance it will not reach in the few seconds before the cancel.
+        model = {
+            "name": "ak_stop",
+            "modulePath": "autokeras.tasks.image",
+            "class": "ImageClassifier",
+            "classParameters": {"overwrite": True, "max_trials": 2, "seed": 1, "trialTimeout": 300},
+        }
+        run(ak_server, http, "/model/autokeras", model)
+        fit = {
+            "name": "ak_stop_fit",
+            "parentName": "ak_stop",
+            "method": "fit",
+            "methodParameters": {"x": "$digits.train_images", "y": "$digits.train_labels", "epochs": 2},
+            "limits": {"memoryMb": 12000, "timeoutS": 600},
+        }
+        post(http, "/train/autokeras", fit)
+        deadline = time.monotonic() + 240
+        while not _progress(http, "ak_stop_fit").startswith("trial 2"):
+            assert time.monotonic() < deadline, "trial 2 never started"
+            time.sleep(0.2)
+        post(http, "/steps/ak_stop_fit/cancel", {}, expect=200)
+        document = ak_server.wait("ak_stop_fit", timeout=120)
+        assert document["status"] == "finished", document  # stopped, not killed: it kept what it had
+        assert document["stopped"].startswith("cancelled by request") and document["bestTrial"] == 1
+        assert document["trialsCompleted"] == 1 and document["trialsFailed"] == 1
+        best, stopped = content(http, "/dataset/leaderboard/ak_stop_fit_leaderboard")[1:]
+        assert best["status"] == "completed" and stopped["reason"] == trial_process.CANCELLED
+        predict = {
+            "name": "ak_stop_pred",
+            "parentName": "ak_stop_fit",
+            "methodParameters": {"x": "$digits.test_images"},
+        }
+        run(ak_server, http, "/predict/autokeras", predict)  # the kept model is usable
+        assert len(content(http, "/predict/autokeras/ak_stop_pred", limit=100)[1:]) == 100
+
+
+def _progress(http: httpx.Client, name: str) -> str:
+    document = http.get(f"/steps/{name}").json()["result"]
+    assert document["status"] in ("pending", "running"), document
+    return str((document.get("progress") or {}).get("message") or "")
+
+
 def test_automl_on_a_table_of_pixel_columns(ak_server: ServerHandle) -> None:
     with ak_server.client(timeout=120) as http:
         run(ak_server, http, "/function/python", {"name": "digits_table", "code": TABLE_CODE})
@@ -138,6 +184,12 @@ def test_automl_on_a_table_of_pixel_columns(ak_server: ServerHandle) -> None:
 def test_a_trial_is_stopped_at_its_time_limit_and_before_the_step_memory_limit(tmp_path: Path) -> None:
     slow = trial_process.run_trial(_sleeps, trial_process.TrialLimits(1.0, 100_000), tmp_path / "slow", 1, _ignore)
     assert slow.status == "failed" and slow.reason.startswith("time limit") and slow.seconds < 5
+    asked = time.monotonic() + 0.5
+    limits = trial_process.TrialLimits(60.0, 100_000)
+    cancelled = trial_process.run_trial(
+        _sleeps, limits, tmp_path / "cancelled", 1, _ignore, lambda: time.monotonic() > asked
+    )
+    assert cancelled.reason == trial_process.CANCELLED and cancelled.seconds < 5
     # A forked child's RSS counts the pages it shares with this process: the tree starts at twice this one.
     limits = trial_process.TrialLimits(60.0, 2 * trial_process._tree_mb() + 600)
     events: list[dict] = []

@@ -367,6 +367,8 @@ def search(ctx: StepContext, spec: AutoKerasSpec, fit_kwargs: dict[str, Any], de
         "bestHyperparameters": json.loads(str(best["hyperparameters"])),
         **model_facts(model),
     }
+    if run.stopped:
+        info["stopped"] = run.stopped
     metrics = {"bestScore": info["bestScore"], "trialsCompleted": info["trialsCompleted"]}
     metrics.update({f"best_{k}": v for k, v in run.best_epoch_logs(int(best["trial"])).items()})
     trials = json.loads(board.to_json(orient="records"))  # NaN (no score yet) as null
@@ -387,6 +389,7 @@ class _Search:
         self.objective_name = str(self.tuner.oracle.objective.name)
         self._minimize = str(self.tuner.oracle.objective.direction) == "min"
         self._run_trial = self.tuner.run_trial
+        self.stopped = ""  # why the search ended before its trials or budget were spent
 
     def install(self) -> None:
         # A failed trial is recorded here, not a reason to end the search (KerasTuner stops after 3).
@@ -397,12 +400,16 @@ class _Search:
 
     def check_budget(self) -> None:
         left = self.deadline - time.monotonic()
-        if left >= MIN_TRIAL_S:
+        cancelled = self.ctx.stop_requested()
+        if left >= MIN_TRIAL_S and not cancelled:
             return
         oracle = self.tuner.oracle
         if not any(record.status == "completed" for record in self.records):
-            raise StepError(f"the time budget ran out before any trial finished: {self._reasons()}")
-        print(f"time budget: {left:.0f} s left, no new trial", flush=True)
+            why = "cancelled by request" if cancelled else "the time budget ran out"
+            raise StepError(f"{why} before any trial finished: {self._reasons()}")
+        if cancelled:
+            self.stopped = "cancelled by request: the search ended early with the best model so far"
+        print(self.stopped or f"time budget: {left:.0f} s left, no new trial", flush=True)
         oracle.max_trials = len(oracle.trials)
 
     def run_trial(self, trial: Any, *args: Any, **kwargs: Any) -> list[Any]:
@@ -425,7 +432,9 @@ class _Search:
                 histories = self._run_trial(trial, *args, **kwargs)
             return {"histories": [readable_json(history.history) for history in histories]}
 
-        outcome = trial_process.run_trial(work, limits, trial_dir, self.ctx.cpus, record.on_event)
+        outcome = trial_process.run_trial(
+            work, limits, trial_dir, self.ctx.cpus, record.on_event, should_stop=self.ctx.stop_requested
+        )
         if not outcome.ok and limit < (self.trial_timeout or math.inf) and outcome.reason.startswith("time limit"):
             outcome.reason = f"stopped: the step's time budget ran out ({limit:.0f} s were left for this trial)"
         record.finish(outcome)

@@ -53,6 +53,11 @@ class StepContext:
         """Report progress (0..1, or None when unknown) to observers of the step."""
         self.on_progress(fraction, message)
 
+    def stop_requested(self) -> bool:
+        """Whether a cancel asked this step to stop and keep what it has (searches check it between and
+        during trials; see ``EngineSpec.stoppable_services``)."""
+        return self.job.stop_grace_s > 0 and self.job.stop_file.exists()
+
     @property
     def params(self) -> dict[str, Any]:
         return self.job.parameters

@@ -37,12 +37,18 @@ class EngineSpec:
     # Services that must start from a pristine process (forked from the code pool's template), e.g. because
     # they fork children themselves and a warm worker's earlier jobs may have left thread pools behind.
     forked_services: frozenset[str] = field(default_factory=frozenset)
+    # Searches that a cancel stops gracefully: the trial under way is stopped, the search ends with the best
+    # model so far (the step finishes, its metadata says it was stopped); killed if it has not ended after
+    # STOP_GRACE_S.
+    stoppable_services: frozenset[str] = field(default_factory=frozenset)
 
     def allows_module(self, module_path: str) -> bool:
         return any(module_path == root or module_path.startswith(root + ".") for root in self.allowed_modules)
 
 
 _BUILTIN = "automl_orchestra.engines.builtin"
+# How long a stopped search has to save its best model before it is killed like any cancelled step.
+STOP_GRACE_S = 60.0
 
 ENGINES: dict[str, EngineSpec] = {
     spec.name: spec
@@ -232,6 +238,7 @@ ENGINES: dict[str, EngineSpec] = {
             capabilities=frozenset({"image", "text", "tabular", "classification", "regression", "automl", "nas"}),
             derived={"train": ("leaderboard",), "automl": ("leaderboard",)},
             forked_services=frozenset({"train", "automl"}),
+            stoppable_services=frozenset({"train", "automl"}),
             description="AutoKeras 3 (torch backend): each trial in a child with its own time and memory limits",
         ),
         EngineSpec(
@@ -303,3 +310,9 @@ def runs_forked(service: str, tool: str) -> bool:
     """Whether a ``service/tool`` step runs in a forked child of a pristine worker (the code pool)."""
     spec = ENGINES.get(tool)
     return runs_code(service, tool) or (spec is not None and service in spec.forked_services)
+
+
+def stop_grace_s(service: str, tool: str) -> float:
+    """How long a cancel lets a ``service/tool`` step end with what it has before it is killed (0: at once)."""
+    spec = ENGINES.get(tool)
+    return STOP_GRACE_S if spec is not None and service in spec.stoppable_services else 0.0

@@ -29,6 +29,7 @@ from typing import Any
 import psutil
 
 POLL_S = 0.05
+CANCELLED = "stopped: the search was cancelled by request"
 # Margin kept under the step's memory limit: the supervisor polls every 50 ms too, and a trial that
 # allocates fast (a ResNet on upscaled images) grows by hundreds of MB between two polls.
 MIN_MARGIN_MB = 256.0
@@ -75,9 +76,11 @@ def run_trial(
     trial_dir: Path,
     cpus: int,
     on_event: Callable[[dict[str, Any]], None],
+    should_stop: Callable[[], bool] = lambda: False,
 ) -> TrialOutcome:
     """Run ``work(emit)`` in a forked child; ``emit(event)`` reaches ``on_event`` in this process while the
-    child runs. ``work`` returns a JSON-able dict (the trial's results)."""
+    child runs. ``work`` returns a JSON-able dict (the trial's results). When ``should_stop()`` turns true
+    (the search was cancelled), the trial is stopped and recorded as such."""
     trial_dir.mkdir(parents=True, exist_ok=True)
     events = trial_dir / "events.jsonl"
     result_file = trial_dir / "result.json"
@@ -87,7 +90,7 @@ def run_trial(
     pid = os.fork()
     if pid == 0:  # pragma: no cover - the child ends with os._exit, coverage cannot see it
         _child(work, events, result_file, cpus)
-    outcome = _supervise(pid, limits, events, on_event, started)
+    outcome = _supervise(pid, limits, events, on_event, started, should_stop)
     outcome.seconds = round(time.monotonic() - started, 3)
     if outcome.status == "completed":
         document = json.loads(result_file.read_text(encoding="utf-8"))
@@ -127,7 +130,12 @@ def _child(work: Callable[[Emit], dict[str, Any]], events: Path, result_file: Pa
 
 
 def _supervise(
-    pid: int, limits: TrialLimits, events: Path, on_event: Callable[[dict[str, Any]], None], started: float
+    pid: int,
+    limits: TrialLimits,
+    events: Path,
+    on_event: Callable[[dict[str, Any]], None],
+    started: float,
+    should_stop: Callable[[], bool],
 ) -> TrialOutcome:
     reader = _EventReader(events)
     peak = 0.0
@@ -154,6 +162,10 @@ def _supervise(
             reader.forward(on_event)
             reason = f"time limit: the trial ran longer than {limits.timeout_s:.0f} s"
             return TrialOutcome("failed", reason, peak_memory_mb=peak)
+        if should_stop():
+            _kill(pid)
+            reader.forward(on_event)
+            return TrialOutcome("failed", CANCELLED, peak_memory_mb=peak)
         time.sleep(POLL_S)
 
 

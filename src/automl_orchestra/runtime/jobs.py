@@ -3,11 +3,15 @@ another virtual environment or on another machine (nothing here assumes shared m
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
 from automl_orchestra.store.outputs import OutputRef
+
+# Written into a job's work directory when a cancel asks a stoppable search to end with what it has.
+STOP_FILE = "stop-requested"
 
 
 class JobLimits(BaseModel):
@@ -55,6 +59,15 @@ class JobSpec(BaseModel):
     driver: bool = Field(default=False, description="the step drives child steps through the API")
     api_url: str | None = Field(default=None, description="the API base URL a driver step calls")
     api_token: str | None = Field(default=None, description="a short-lived bearer token for a driver step")
+    stop_grace_s: float = Field(
+        default=0.0,
+        description="a cancel first asks the job to stop and keep what it has (a search: its best model) and "
+        "kills it only this many seconds later; 0: a cancel kills at once",
+    )
+
+    @property
+    def stop_file(self) -> Path:
+        return Path(self.work_dir) / STOP_FILE
 
 
 class JobResult(BaseModel):

@@ -61,6 +61,9 @@ class Scheduler:
         self._running: dict[str, str] = {}  # run id -> step name, for runs this instance supervises
         self._lock = threading.Lock()
         self._last_progress: dict[str, float] = {}
+        # The latest message of a run that came too soon after the previous one: written by the loop's next
+        # pass, so the last word before a quiet stretch (a new trial starting) is never lost.
+        self._held_progress: dict[str, dict[str, Any]] = {}
         self._last_heartbeat = 0.0
 
     # ----- life cycle ------------------------------------------------------------------------------
@@ -131,11 +134,17 @@ class Scheduler:
             self._wake.clear()
             try:
                 self._heartbeat()
+                self._write_held_progress()
                 self._honour_remote_cancels()
                 self._dispatch()
             except Exception:
                 log.exception("scheduler pass failed")
                 time.sleep(self.settings.poll_s)
+
+    def _write_held_progress(self) -> None:
+        for run_id, message in list(self._held_progress.items()):
+            if time.monotonic() - self._last_progress.get(run_id, 0.0) >= PROGRESS_INTERVAL_S:
+                self._progress(run_id, message)
 
     def _dispatch(self) -> None:
         while self.executor.free_slots() > 0 and not self._stop.is_set():
@@ -234,6 +243,7 @@ class Scheduler:
                 max_download_mb=settings.max_download_mb,
             ),
             retryable=step.retryable,
+            stop_grace_s=registry.stop_grace_s(step.service, step.tool),
         )
 
     # ----- results ---------------------------------------------------------------------------------
@@ -241,12 +251,14 @@ class Scheduler:
     def _progress(self, run_id: str, message: dict[str, Any]) -> None:
         now = time.monotonic()
         if now - self._last_progress.get(run_id, 0.0) < PROGRESS_INTERVAL_S:
+            self._held_progress[run_id] = message
             return
+        self._held_progress.pop(run_id, None)
         self._last_progress[run_id] = now
         with self.sessions() as session:
             run = session.get(Run, run_id)
             step = session.get(Step, run.step_name) if run else None
-            if step is None or run is None or step.current_run != run.number:
+            if step is None or run is None or step.current_run != run.number or run.status != "running":
                 return
             step.meta = {
                 **(step.meta or {}),
@@ -260,6 +272,7 @@ class Scheduler:
         with self._lock:
             name = self._running.pop(result.run_id, None)
         self._last_progress.pop(result.run_id, None)
+        self._held_progress.pop(result.run_id, None)
         try:
             with self.sessions() as session:
                 run = session.get(Run, result.run_id)
@@ -267,7 +280,11 @@ class Scheduler:
                     if name:
                         self.store.delete_prefix(f"{step_prefix(name)}/runs")
                     return
-                if run.cancel_requested and result.status == "failed" and result.reason == "cancelled by request":
+                if (
+                    run.cancel_requested
+                    and result.status == "failed"
+                    and (result.reason or "").startswith("cancelled by request")  # also a stopped search's
+                ):
                     result.status = "cancelled"
                 if run.cancel_requested and result.status == "cancelled":
                     result.reason = run.reason or result.reason

@@ -26,6 +26,7 @@ from automl_orchestra.store.artifacts import ArtifactStore
 
 POLL_S = 0.05
 START_TIMEOUT_S = 120.0
+STOPPING = "cancel requested: stopping the search, keeping the best model found so far"
 
 
 class WorkerDied(Exception):
@@ -83,6 +84,7 @@ class WorkerProcess:
         deadline = started + job.limits.timeout_s
         limit_mb = job.limits.memory_mb
         peak_mb = 0.0
+        stop_by: float | None = None  # set when a cancel asked a stoppable job to end with what it has
         try:
             assert self.process.stdin is not None
             self.process.stdin.write(job.model_dump_json().encode() + b"\n")
@@ -112,7 +114,11 @@ class WorkerProcess:
                 self.kill()
                 reason = f"timeout: the step ran longer than its limit of {job.limits.timeout_s:g} s"
                 return self._failure(job, started, peak_mb, reason)
-            if cancel.is_set():
+            if cancel.is_set() and stop_by is None and job.stop_grace_s > 0:
+                stop_by = time.monotonic() + job.stop_grace_s
+                job.stop_file.write_text("cancelled by request\n", encoding="utf-8")
+                on_progress({"type": "progress", "fraction": None, "message": STOPPING})
+            elif cancel.is_set() and (stop_by is None or time.monotonic() > stop_by):
                 self.kill()
                 return self._failure(job, started, peak_mb, "cancelled by request", status="cancelled")
 
