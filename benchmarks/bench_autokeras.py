@@ -16,8 +16,13 @@ Data: ``mnist/mnist_t10k.npz`` (the 10k MNIST test images), split 80/20 with
 * automl: ``automl/autokeras`` (maxTrials, epochs, timeBudget) on the same split; test accuracy by
   ``evaluate/autokeras``; the step's peak memory against its limit.
 
+* default search: AutoKeras' own ``ImageClassifier(max_trials=3)`` through ``train/autokeras`` under a step
+  time limit: its ResNet50 trial (ImageNet-size upscaling) must be stopped at the step's memory limit and
+  the search finish in time, while ``GET /health`` keeps answering (latency reported).
+
 Goals: same accuracy as the plain script; wall ratio API / plain <= 1.02; extra peak memory <= 100 MB;
-automl/autokeras >= 0.98 test accuracy within a 600 s budget (full run).
+automl/autokeras >= 0.98 test accuracy within a 600 s budget (full run); the default search finishes within
+its limit with the ResNet trial stopped at the memory limit.
 """
 
 from __future__ import annotations
@@ -209,6 +214,66 @@ def run_automl(npz: Path, samples: int, budget: float, trials: int, epochs: int)
         }
 
 
+class HealthProbe:
+    """``GET /health`` every half second while a search runs: the machine must stay responsive."""
+
+    def __init__(self, server: Server) -> None:
+        self.server = server
+        self.latencies: list[float] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+
+    def __enter__(self) -> HealthProbe:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _loop(self) -> None:
+        with self.server.client(timeout=60) as client:
+            while not self._stop.wait(0.5):
+                began = time.perf_counter()
+                client.health()
+                self.latencies.append(time.perf_counter() - began)
+
+    def summary(self) -> dict[str, float]:
+        ordered = sorted(self.latencies) or [0.0]
+        return {"p50Ms": round(ordered[len(ordered) // 2] * 1000, 1), "maxMs": round(ordered[-1] * 1000, 1)}
+
+
+def run_default_search(npz: Path, samples: int, trials: int, epochs: int, budget: float) -> dict[str, Any]:
+    """AutoKeras' own ImageClassifier search (its trial 2 is a ResNet50 on upscaled images) under a budget."""
+    with Server() as server, server.client() as client:
+        run_step(client, "dataset", "generic", {"name": "mnist"}, upload=npz)
+        code = {"name": "mnist_load", "code": LOAD_CODE, "parameters": {"mnist": "$mnist", "samples": samples}}
+        run_step(client, "function", "python", code)
+        classifier = {"overwrite": True, "max_trials": trials, "seed": 1}
+        model = {"name": "mnist_model", "modulePath": "autokeras.tasks.image", "class": "ImageClassifier"}
+        run_step(client, "model", "autokeras", {**model, "classParameters": classifier})
+        fit = {"x": "$mnist_load.train_images", "y": "$mnist_load.train_labels", "epochs": epochs}
+        body = {
+            "name": "mnist_default",
+            "parentName": "mnist_model",
+            "method": "fit",
+            "methodParameters": {**fit, "validation_split": 0.1},
+            "limits": {"cpus": CPUS, "memoryMb": MEMORY_MB, "timeoutS": budget},
+        }
+        with HealthProbe(server) as probe:
+            searched = run_step(client, "train", "autokeras", body)
+        run = client.runs("mnist_default")[-1]
+        board = client.content("dataset", "leaderboard", "mnist_default_leaderboard", limit=100)[1:]
+        keys = ("trial", "architecture", "status", "reason", "seconds", "peakMemoryMb")
+        return {
+            "wallS": searched.wall_s,
+            "status": run.get("status"),
+            "peakMemoryMb": run.get("peakMemoryMb"),
+            "health": probe.summary(),
+            "trials": [{key: row.get(key) for key in keys} for row in board],
+        }
+
+
 def main(quick: bool = False) -> dict[str, Any]:
     samples, epochs, trials = (2000, 2, 1) if quick else (10_000, 10, 1)
     automl_budget, automl_trials, automl_epochs = (90.0, 2, 2) if quick else (600.0, 3, 12)
@@ -257,6 +322,22 @@ def main(quick: bool = False) -> dict[str, Any]:
     print(f"trials: {automl['trials']}")
     print(f"wall {automl['search'].total_s:.1f} s, peak {automl['peakMemoryMb']} MB of {MEMORY_MB} MB")
     print(f"test accuracy {accuracy:.4f} (goal >= {GOAL_AUTOML_ACCURACY}): {verdict(accuracy >= GOAL_AUTOML_ACCURACY)}")
+    default_trials, default_budget = (3, 240.0) if quick else (3, 900.0)
+    section(f"train/autokeras: the default ImageClassifier, max_trials {default_trials}, {default_budget:g} s limit")
+    default = run_default_search(npz, samples, default_trials, epochs, default_budget)
+    resnet = [row for row in default["trials"] if "resnet" in str(row["architecture"])]
+    stopped_at_memory = bool(resnet) and all(str(row["reason"]).startswith("memory limit") for row in resnet)
+    within = default["status"] == "finished" and default["wallS"] <= default_budget
+    for row in default["trials"]:
+        print(f"  {row}")
+    print(
+        f"wall {default['wallS']:.1f} s of {default_budget:g} s, peak {default['peakMemoryMb']} MB of {MEMORY_MB} MB; "
+        f"GET /health while searching: p50 {default['health']['p50Ms']} ms, max {default['health']['maxMs']} ms"
+    )
+    print(
+        f"finished within the limit: {verdict(within)}; "
+        f"ResNet trial stopped at the memory limit: {verdict(stopped_at_memory)}"
+    )
     record = {
         "samples": samples,
         "epochs": epochs,
@@ -293,11 +374,14 @@ def main(quick: bool = False) -> dict[str, Any]:
             "peakMemoryMb": automl["peakMemoryMb"],
             "trials": automl["trials"],
         },
+        "defaultSearch": {"maxTrials": default_trials, "limitS": default_budget, **default},
         "goals": {"wallRatio": GOAL_WALL_RATIO, "extraPeakMb": GOAL_EXTRA_MB, "automlAccuracy": GOAL_AUTOML_ACCURACY},
         "met": {
             "wallRatio": ratio <= GOAL_WALL_RATIO,
             "extraStepPeakPssMb": extra_job <= GOAL_EXTRA_MB,
             "automlAccuracy": accuracy >= GOAL_AUTOML_ACCURACY,
+            "defaultSearchWithinLimit": within,
+            "resnetStoppedAtMemoryLimit": stopped_at_memory,
         },
     }
     write_result(NAME, quick, record)
