@@ -1,12 +1,15 @@
-"""automl/h2o and the H2O reflection services for real (a JVM per step, 20 s budgets), and the JVM's
+"""automl/h2o and the H2O reflection services for real (a JVM per step, 20 s budgets), models as binary +
+MOJO (MOJO scores equal to the binary's in a cluster; the binary alone where H2O has no MOJO), and the JVM's
 life: stopped at the end of a step, and killed with the worker when a step is cancelled."""
 
 from __future__ import annotations
 
 import os
+import shutil
 import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 from sklearn.datasets import load_breast_cancer, load_iris
 
@@ -56,13 +59,15 @@ def test_automl_h2o_leaderboard_binary_model_and_predict(harness: Harness) -> No
     meta = ran.metadata
     assert meta["metric"] == "auc" and meta["bestScore"] > 0.95 and meta["trainRows"] == 569
     assert meta["jvmStartSeconds"] > 0 and 8 <= meta["searchSeconds"] < 30
-    assert "H2O-3 Secure" in meta["mojo"] and (ran.files / "h2o" / "model").is_file()
+    assert meta["binary"] == "h2o/model" and (ran.files / "h2o" / "model").is_file()
+    assert meta["mojo"] == "h2o/model.zip" and "mojoMissing" not in meta
+    assert {"model.zip", "h2o-genmodel.jar"} <= {f.name for f in (ran.files / "h2o").iterdir()}
     board = harness.run_derived(ran, "leaderboard")
     assert board["modelId"].iloc[0] == meta["bestModelId"] and {"auc", "algo", "training_time_ms"} <= set(board)
     assert java_processes(str(ran.ctx.work_dir)) == []  # the step's JVM is gone
     model = ran.load()
-    assert isinstance(model, H2OModel) and model.classes == [0, 1]
-    predicted = harness.run(
+    assert isinstance(model, H2OModel) and model.classes == [0, 1] and model.mojo_path() is not None
+    predicted = harness.run(  # scored by the MOJO: no cluster
         "predict",
         "h2o",
         {"parentName": "auto", "methodParameters": {"X": "$cancer"}},
@@ -74,9 +79,14 @@ def test_automl_h2o_leaderboard_binary_model_and_predict(harness: Harness) -> No
     assert accuracy > 0.9, predicted["target"].value_counts()
 
 
-def test_h2o_estimator_by_reflection(harness: Harness) -> None:
+def test_h2o_estimator_by_reflection_mojo_scores_as_the_binary(harness: Harness, tmp_path: Path) -> None:
     iris = load_iris(as_frame=True)
-    frame = iris.frame.assign(species=pd.Categorical.from_codes(iris.target, iris.target_names).astype(str))
+    frame = iris.frame.assign(
+        species=pd.Categorical.from_codes(iris.target, iris.target_names).astype(str),
+        # a text (enum) feature with missing values: the MOJO reads it back from CSV
+        petal=np.where(iris.frame["petal length (cm)"] > 4.5, "long", "short").astype(object),
+    )
+    frame.loc[::7, "petal"] = None
     harness.put("iris", frame.drop(columns=["target"]))
     harness.run(
         "model",
@@ -88,7 +98,7 @@ def test_h2o_estimator_by_reflection(harness: Harness) -> None:
         },
         name="gbm",
     )
-    features = list(iris.feature_names)
+    features = [*iris.feature_names, "petal"]
     trained = harness.run(
         "train",
         "h2o",
@@ -98,6 +108,21 @@ def test_h2o_estimator_by_reflection(harness: Harness) -> None:
         cpus=2,
     )
     assert trained.metadata["algo"] == "gbm" and trained.metadata["performance"]["logloss"] < 0.5
+    assert trained.metadata["mojo"] == "h2o/model.zip" and (trained.files / "h2o" / "h2o-genmodel.jar").is_file()
+    model = trained.load()
+    by_mojo = model.predict_proba(frame)
+    # The same model from its binary alone: reloaded into a short-lived JVM.
+    binary_only = tmp_path / "binary_only"
+    shutil.copytree(trained.files, binary_only, ignore=shutil.ignore_patterns("model.zip"))
+    model.directory = str(binary_only)
+    assert model.mojo_path() is None
+    with model.scoring_session():
+        assert java_processes("h2o-scoring-")  # the binary needs a cluster
+        by_binary = model.predict_proba(frame)
+        labels = model.predict(frame)
+    assert java_processes("h2o-scoring-") == []
+    assert by_mojo.shape == (150, 3) and np.abs(by_mojo - by_binary).max() < 1e-6
+    assert list(labels[:1]) == ["setosa"] and set(labels) == {"setosa", "versicolor", "virginica"}
     scored = harness.run(
         "evaluate",
         "h2o",
@@ -106,6 +131,32 @@ def test_h2o_estimator_by_reflection(harness: Harness) -> None:
         inputs=["gbm_fit", "iris"],
     )
     assert scored.result.metrics["score"] > 0.9
+
+
+def test_a_model_without_mojo_keeps_its_binary_and_scores_in_a_jvm(harness: Harness) -> None:
+    data = load_breast_cancer(as_frame=True).frame
+    harness.put("cancer", data)
+    harness.run("model", "h2o", {"modulePath": "h2o.estimators", "class": "H2ONaiveBayesEstimator"}, name="nb")
+    trained = harness.run(
+        "train",
+        "h2o",
+        {"parentName": "nb", "methodParameters": {"y": "target", "training_frame": "$cancer"}},
+        name="nb_fit",
+        inputs=["nb", "cancer"],
+    )
+    meta = trained.metadata
+    assert meta["mojo"] is None and "no MOJO export" in meta["mojoMissing"] and "naivebayes" in meta["mojoMissing"]
+    assert sorted(f.name for f in (trained.files / "h2o").iterdir()) == ["model"]
+    predicted = harness.run(  # the predict step starts its own JVM for the binary
+        "predict",
+        "h2o",
+        {"parentName": "nb_fit", "methodParameters": {"X": "$cancer"}},
+        name="nb_pred",
+        inputs=["nb_fit", "cancer"],
+    ).load()
+    accuracy = float((predicted["target"].astype(str) == data["target"].astype(str)).mean())
+    assert accuracy > 0.85, predicted["target"].value_counts()
+    assert java_processes(str(harness.root / "work")) == []  # the steps' JVMs are gone
 
 
 def test_heap_follows_the_memory_allowance() -> None:

@@ -8,13 +8,15 @@ outlive the step's memory limit and hold another step's data. ``h2o.init`` start
 is started as a plain child of the worker, so a cancel, a timeout or a memory kill stops it too, and it is
 asked to die with the worker (``PR_SET_PDEATHSIG``) should the worker itself be killed alone.
 
-Models are stored as H2O binary (``h2o/model``), reloaded into a JVM to predict: a predict/evaluate step
-of this tool starts one like a training step, and any other code scoring an :class:`H2OModel` (the
-comparison, ``predict/{other tool}``) gets a short-lived one with :meth:`H2OModel.scoring_session`.
-MOJO export would score without a cluster, but the H2O client installed here (3.46.0.12) refuses it
-("MOJO export requires H2O-3 Secure", a licensing gate in ``h2o.model.model_base``): it is not attempted,
-and the metadata says so. Class labels come from the probabilities (H2O's own ``predict`` column uses an
-F1-tuned threshold, which is not the accuracy-optimal one).
+Models are stored as H2O binary (``h2o/model``, reloadable into a cluster of the same H2O version) and,
+where the algorithm has one, as MOJO (``h2o/model.zip`` beside the ``h2o-genmodel.jar`` that runs it).
+Scoring uses the MOJO: a short java process (``PredictCsv``: small heap, one processor, in a scratch
+folder), no cluster and no ``import h2o``. A model without a MOJO (e.g. naive Bayes, whose metadata says
+why) is reloaded from the binary into a JVM: a predict/evaluate step of this tool starts one like a training
+step, and any other code scoring an :class:`H2OModel` (the comparison, ``predict/{other tool}``) gets a
+short-lived one, which :meth:`H2OModel.scoring_session` keeps up around many calls. Class labels come from
+the probabilities (H2O's own ``predict`` column uses an F1-tuned threshold, which is not the
+accuracy-optimal one).
 """
 
 from __future__ import annotations
@@ -54,7 +56,14 @@ from automl_orchestra.store.outputs import OutputRef
 
 BINARY_DIR = "h2o"
 BINARY_FILE = "model"
-MOJO_NOTE = "not exported: the installed H2O client allows MOJO export only in H2O-3 Secure"
+MOJO_FILE = "model.zip"
+GENMODEL_JAR = "h2o-genmodel.jar"  # the name download_mojo gives the jar, and where PredictCsv is
+MOJO_PREDICTOR = "hex.genmodel.tools.PredictCsv"  # h2o.mojo_predict_csv's scorer, called directly (see mojo_predict)
+# A MOJO scorer's heap: a base plus a multiple of the zipped MOJO (trees unpack to a few times their zip);
+# PredictCsv streams the rows, so the data's size does not count.
+MOJO_BASE_HEAP_MB = 256
+MOJO_HEAP_PER_ZIP_MB = 8
+MOJO_MAX_HEAP_MB = 2048
 # Share of the step's memory allowance given to the JVM heap; the rest is the worker's Python and the JVM's
 # own overhead (code cache, threads, metaspace: ~300 MB).
 HEAP_SHARE = 0.55
@@ -263,11 +272,14 @@ def to_h2o_frame(frame: pd.DataFrame, factors: list[str]) -> Any:
 
 
 class H2OModel(TaskModel):
-    """A trained H2O model saved as H2O binary; scores in the running JVM (or a short-lived one).
+    """A trained H2O model stored as H2O binary and, where H2O has one, MOJO; scores with the MOJO (a short
+    java process), else in the running JVM (or a short-lived one).
 
     ``predict`` accepts the table the step trained on (target and other columns may be there). A
     scikit-learn estimator (classes, predict_proba, score), so ``evaluate`` metrics work on it.
     """
+
+    mojo: str | None = None  # class default: models pickled before MOJOs were exported have none
 
     def __init__(
         self,
@@ -277,6 +289,7 @@ class H2OModel(TaskModel):
         target_name: str | None = None,
         task: str = "classification",
         classes: list[Any] | None = None,
+        mojo: str | None = None,
     ) -> None:
         self.model_id = model_id
         self.algo = algo
@@ -284,6 +297,7 @@ class H2OModel(TaskModel):
         self.target_name = target_name
         self.task = task
         self.classes = classes
+        self.mojo = mojo  # the MOJO's path inside the stored output, when H2O could export one
         self.directory = ""  # where the stored files are; set when loaded, never pickled as meaningful
         self._loaded_in: H2OJvm | None = None
         self._model: Any = None
@@ -291,10 +305,21 @@ class H2OModel(TaskModel):
     def __getstate__(self) -> dict[str, Any]:
         return {**self.__dict__, "_loaded_in": None, "_model": None}  # a JVM handle is not data
 
+    def mojo_path(self) -> Path | None:
+        """The stored MOJO, if this model has one and was loaded from a stored output."""
+        if not self.mojo or not self.directory:
+            return None
+        path = Path(self.directory) / self.mojo
+        return path if path.is_file() else None
+
     @contextlib.contextmanager
     def scoring_session(self) -> Iterator[None]:
-        """Keep one JVM with the model loaded around many predictions (each call would start one)."""
-        with h2o_session(Path(tempfile.mkdtemp(prefix="h2o-scoring-")), SCORING_MEMORY_MB, 1):
+        """Keep one JVM with the model loaded around many predictions (each call would start one); a model
+        with a MOJO needs none."""
+        if self.mojo_path() is not None:
+            yield
+            return
+        with scoring_cluster():
             yield
 
     def _cluster_model(self, jvm: H2OJvm) -> Any:
@@ -320,11 +345,12 @@ class H2OModel(TaskModel):
         missing = [name for name in self.feature_names if name not in X.columns]
         if missing:
             raise StepError(f"the data lacks the model's feature column(s) {missing[:10]}")
-        with h2o_session(Path(tempfile.mkdtemp(prefix="h2o-scoring-")), SCORING_MEMORY_MB, 1) as jvm:
-            model = self._cluster_model(jvm)
-            scored = model.predict(to_h2o_frame(X[self.feature_names].reset_index(drop=True), []))
-            frame = as_pandas(scored)
-        return frame
+        features = X[self.feature_names].reset_index(drop=True)
+        mojo = self.mojo_path()
+        if mojo is not None:
+            return mojo_predict(features, mojo)
+        with scoring_cluster() as jvm:
+            return as_pandas(self._cluster_model(jvm).predict(to_h2o_frame(features, [])))
 
     def predict_proba(self, X: Any) -> np.ndarray:
         if self.task != "classification":
@@ -338,7 +364,57 @@ class H2OModel(TaskModel):
         return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
 
     def __repr__(self, N_CHAR_MAX: int = 700) -> str:
-        return f"H2OModel(model_id={self.model_id!r}, algo={self.algo!r}, task={self.task!r})"
+        return f"H2OModel(model_id={self.model_id!r}, algo={self.algo!r}, task={self.task!r}, mojo={self.mojo!r})"
+
+
+@contextlib.contextmanager
+def scoring_cluster() -> Iterator[H2OJvm]:
+    """The running JVM, else a short-lived one (outside an h2o step: the comparison, another tool's predict)
+    whose files go in a temporary folder removed after it stops."""
+    if _active:
+        yield _active[-1]
+        return
+    with (
+        tempfile.TemporaryDirectory(prefix="h2o-scoring-", ignore_cleanup_errors=True) as folder,
+        h2o_session(Path(folder), SCORING_MEMORY_MB, 1) as jvm,
+    ):
+        yield jvm
+
+
+def mojo_predict(frame: pd.DataFrame, mojo: Path) -> pd.DataFrame:
+    """``frame`` scored by the MOJO in a short java process, as ``h2o.mojo_predict_pandas`` does, but with
+    its files in a scratch folder (not beside the MOJO or in the cwd), a bounded JVM (heap from the MOJO's
+    size, one processor: PredictCsv scores on one thread), killed with the worker, and java's own message
+    in the error."""
+    tempfile.tempdir = None  # a reused worker: read this step's TMPDIR again (see h2o_session)
+    with tempfile.TemporaryDirectory(prefix="h2o-mojo-", ignore_cleanup_errors=True) as folder:
+        scratch = Path(folder)
+        source, scored = scratch / "input.csv", scratch / "scored.csv"
+        frame.to_csv(source, index=False)
+        command = [
+            java_binary(),
+            f"-Xmx{mojo_heap_mb(mojo)}m",
+            "-XX:ActiveProcessorCount=1",
+            "-XX:+UseSerialGC",
+            "-XX:TieredStopAtLevel=1",  # a short run: C2's compiling costs more than it saves (measured)
+            f"-Djava.io.tmpdir={scratch}",
+            "-cp", str(mojo.parent / GENMODEL_JAR),
+            MOJO_PREDICTOR,
+            "--mojo", str(mojo),
+            "--input", str(source),
+            "--output", str(scored),
+            "--decimal",  # plain decimals (the default writes hexadecimal doubles)
+        ]  # fmt: skip
+        done = subprocess.run(command, cwd=scratch, capture_output=True, preexec_fn=_die_with_parent, check=False)
+        if done.returncode != 0:
+            tail = (done.stdout + done.stderr).decode(errors="replace")[-2000:]
+            raise StepError(f"scoring with the H2O MOJO failed (java exited with {done.returncode}): {tail}")
+        return pd.read_csv(scored)
+
+
+def mojo_heap_mb(mojo: Path) -> int:
+    zipped_mb = mojo.stat().st_size / 2**20
+    return min(MOJO_MAX_HEAP_MB, MOJO_BASE_HEAP_MB + math.ceil(zipped_mb * MOJO_HEAP_PER_ZIP_MB))
 
 
 def _probability_column(scored: pd.DataFrame, label: Any) -> str:
@@ -359,11 +435,51 @@ def _plain(value: Any) -> Any:
     return value.item() if isinstance(value, np.generic) else value
 
 
-def save_h2o_model(model: Any, out_dir: Path) -> None:
-    """The model as H2O binary (reloadable into a cluster of the same H2O version) into ``out_dir``."""
+@dataclass
+class SavedModel:
+    """Where :func:`save_h2o_model` put the model, relative to the step's output, and why there is no MOJO."""
+
+    mojo: str | None
+    why_no_mojo: str | None = None
+
+    def as_metadata(self) -> dict[str, Any]:
+        facts: dict[str, Any] = {"binary": f"{BINARY_DIR}/{BINARY_FILE}", "mojo": self.mojo}
+        if self.why_no_mojo:
+            facts["mojoMissing"] = self.why_no_mojo
+        return facts
+
+
+def save_h2o_model(model: Any, out_dir: Path) -> SavedModel:
+    """The model as H2O binary (reloadable into a cluster of the same H2O version) and as MOJO with the
+    genmodel jar that scores it, into ``out_dir``/h2o."""
     import h2o
 
-    h2o.save_model(model, path=str(out_dir / BINARY_DIR), filename=BINARY_FILE, force=True)
+    folder = out_dir / BINARY_DIR
+    h2o.save_model(model, path=str(folder), filename=BINARY_FILE, force=True)
+    saved = save_mojo(model, folder)
+    if saved.why_no_mojo:
+        print(f"no MOJO: {saved.why_no_mojo}", flush=True)
+    return saved
+
+
+def save_mojo(model: Any, folder: Path) -> SavedModel:
+    """The MOJO (``model.zip``) and ``h2o-genmodel.jar`` into ``folder``: both or neither (a download that
+    fails leaves nothing behind; the binary still scores)."""
+    if not model.have_mojo:
+        return SavedModel(None, f"H2O has no MOJO export for this {model.algo} model: it scores from the binary")
+    download = folder / ".mojo-download"
+    download.mkdir()
+    try:
+        # The MOJO arrives as {model_id}.zip; the jar as h2o-genmodel.jar.
+        written = Path(model.download_mojo(path=str(download), get_genmodel_jar=True))
+        (download / GENMODEL_JAR).replace(folder / GENMODEL_JAR)
+        written.replace(folder / MOJO_FILE)
+    except Exception as error:  # noqa: BLE001 - H2O raises several kinds; the binary is enough to go on
+        (folder / GENMODEL_JAR).unlink(missing_ok=True)
+        return SavedModel(None, f"the MOJO export failed ({type(error).__name__}: {error}): it scores from the binary")
+    finally:
+        shutil.rmtree(download, ignore_errors=True)
+    return SavedModel(f"{BINARY_DIR}/{MOJO_FILE}")
 
 
 @dataclass
@@ -397,9 +513,12 @@ class H2OEngine(MethodEngine):
             return super().evaluate(ctx)
 
     def _scoring(self, ctx: StepContext) -> contextlib.AbstractContextManager[Any]:
-        """One JVM for the step, with the step's allowances, when the parent is a stored H2O model."""
+        """One JVM for the step, with the step's allowances, when the parent is a stored H2O model without a
+        MOJO (a MOJO scores in its own short java process)."""
         parent = ctx.load_step(p.require_str(ctx.params, "parentName"))
-        return h2o_cluster(ctx) if isinstance(parent, H2OModel) else contextlib.nullcontext()
+        if isinstance(parent, H2OModel) and parent.mojo_path() is None:
+            return h2o_cluster(ctx)
+        return contextlib.nullcontext()
 
     def load(self, ref: OutputRef, local_dir: Path) -> Any:
         value = super().load(ref, local_dir)
@@ -424,7 +543,7 @@ class H2OEngine(MethodEngine):
     def _fit(self, ctx: StepContext) -> StepResult:
         blueprint = ctx.load_step(p.require_str(ctx.params, "parentName"))
         if not isinstance(blueprint, H2OBlueprint):
-            return super()._fit(ctx)  # an H2OModel (MOJO): only its Python-side methods apply
+            return super()._fit(ctx)  # a stored H2OModel: only its Python-side methods apply
         method = p.optional_str(ctx.params, "method") or "train"
         kwargs = method_kwargs(ctx)
         factory = import_allowed(blueprint.module_path, blueprint.class_name, self.allowed_modules)
@@ -442,13 +561,18 @@ class H2OEngine(MethodEngine):
             fitted = getattr(instance, "leader", None) or instance
             if getattr(fitted, "model_id", None) is None:
                 raise StepError(f"{blueprint.class_name}.{method} produced no trained model")
-            save_h2o_model(fitted, ctx.output_dir)
+            saved = save_h2o_model(fitted, ctx.output_dir)
             features = kwargs.get("x") or [c for c in (first.columns if first is not None else []) if c != target]
             task = "classification" if factors else "regression"
             classes = h2o_classes(first[target]) if factors and first is not None else None
-            model = H2OModel(fitted.model_id, fitted.algo, list(features), target, task, classes)
+            model = H2OModel(fitted.model_id, fitted.algo, list(features), target, task, classes, saved.mojo)
             facts = model_facts(fitted)
-        metadata = {"class": f"{blueprint.module_path}.{blueprint.class_name}", "method": method, **facts}
+        metadata = {
+            "class": f"{blueprint.module_path}.{blueprint.class_name}",
+            "method": method,
+            **saved.as_metadata(),
+            **facts,
+        }
         return StepResult(value=model, metadata=metadata, metrics=_numbers(facts.get("performance", {})))
 
     def automl(self, ctx: StepContext) -> StepResult:
@@ -470,10 +594,12 @@ class H2OEngine(MethodEngine):
             if leader is None:
                 raise StepError(f"H2O AutoML trained no model within {runtime} s; raise timeBudget")
             board = h2o_leaderboard(search)
-            save_h2o_model(leader, ctx.output_dir)
+            saved = save_h2o_model(leader, ctx.output_dir)
             facts = model_facts(leader)
         classes = h2o_classes(frame[settings.target]) if classification else None
-        model = H2OModel(leader.model_id, leader.algo, decision.used, settings.target, settings.task, classes)
+        model = H2OModel(
+            leader.model_id, leader.algo, decision.used, settings.target, settings.task, classes, saved.mojo
+        )
         sort_metric = _board_metric(board, settings.sort_metric)
         best_score = as_scalar(board[sort_metric].iloc[0]) if sort_metric in board.columns else None
         metadata = {
@@ -488,8 +614,7 @@ class H2OEngine(MethodEngine):
             "columns": decision.as_metadata(),
             "trainRows": len(frame),
             "learners": len(board),
-            "binary": f"{BINARY_DIR}/{BINARY_FILE}",
-            "mojo": MOJO_NOTE,
+            **saved.as_metadata(),
             **facts,
         }
         metrics = {"bestScore": best_score, "cvScore": best_score, **_numbers(facts.get("performance", {}))}
