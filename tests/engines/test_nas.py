@@ -6,6 +6,7 @@ as a dataset step and a PNG artifact; under authentication the driver uses its s
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -140,6 +141,30 @@ def test_scheduler_runs_trials_as_child_steps_with_one_worker_slot(one_slot: Ser
         # the evolved trial 2 is a mutation of trial 1 (population of one): it reads the history
         genomes = [content(http, f"/nas/generate/search-evolution-{t}-generate")[1]["genome"] for t in (1, 2)]
         assert sum(genomes[0][key] != genomes[1][key] for key in genomes[0]) == 1
+
+
+def test_cancelling_a_search_cancels_its_trial_under_way(one_slot: ServerHandle) -> None:
+    body = {
+        "name": "doomed",
+        "parentName": "digits",
+        "generators": ["random"],
+        "trials": 5,
+        "timeBudget": 600,
+        "control": {"epochs": 200, "batchSize": 32},
+    }
+    with one_slot.client() as http:
+        post(http, "/automl/nas", body)
+        child = "doomed-random-1-train"
+        deadline = time.monotonic() + 120
+        while (answer := http.get(f"/steps/{child}")).status_code != 200 or answer.json()["result"][
+            "status"
+        ] != "running":
+            assert time.monotonic() < deadline, f"{child} never ran"
+            time.sleep(0.2)
+        post(http, "/steps/doomed/cancel", {}, expect=200)
+        assert one_slot.wait("doomed")["status"] == "cancelled"
+        trial = one_slot.wait(child)
+        assert trial["status"] == "cancelled" and trial["error"]["reason"] == "its driver 'doomed' was cancelled"
 
 
 def test_driver_uses_a_job_token_when_auth_is_on(auth_server: ServerHandle, tmp_path: Path) -> None:

@@ -249,10 +249,20 @@ class StepService:
             step = self._get(session, name)
             if step.status not in ACTIVE:
                 raise Conflict(f"step {name!r} is {step.status}: only pending or running steps can be cancelled")
-            cancelled = self._cancel_active(session, step, "cancelled by request")
+            cancelled = [self._cancel_active(session, step, "cancelled by request")]
+            touched = [name]
+            # A driver's children (an automl/nas trial's generate/train/evaluate) end with it.
+            for child in self._driven(session, name):
+                if child.status in ACTIVE:
+                    cancelled.append(self._cancel_active(session, child, f"its driver {name!r} was cancelled"))
+                    touched.append(child.name)
             session.commit()
-        self._notify([name], [cancelled])
+        self._notify(touched, cancelled)
         return self.get(name)
+
+    def _driven(self, session: Session, name: str) -> list[Step]:
+        children = select(Edge.child).where(Edge.parent == name, Edge.reference == DRIVER_EDGE)
+        return list(session.scalars(select(Step).where(Step.name.in_(children))))
 
     # ----- internals -------------------------------------------------------------------------------
 
