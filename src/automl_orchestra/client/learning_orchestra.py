@@ -1383,7 +1383,7 @@ class AutoMLPycaret(_AutoML):
 
 
 class AutoMLH2O(_AutoML):
-    """``automl/h2o``: H2O AutoML in a JVM of the step (leaderboard, leader as H2O binary, CV metrics)."""
+    """``automl/h2o``: H2O AutoML in a JVM of the step (leaderboard, leader as H2O binary + MOJO, CV metrics)."""
 
     tool = "h2o"
 
