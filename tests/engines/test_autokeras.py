@@ -131,6 +131,10 @@ def test_a_cancelled_search_ends_with_the_best_model_so_far(ak_server: ServerHan
         while not _progress(http, "ak_stop_fit").startswith("trial 2"):
             assert time.monotonic() < deadline, "trial 2 never started"
             time.sleep(0.2)
+        # the trial table is on the step while it runs (AMLA-style instrumentation, before the leaderboard)
+        first, second = http.get("/steps/ak_stop_fit").json()["result"]["progress"]["detail"]["trials"]
+        assert first["status"] == "completed" and first["epochs"] == 2 and first["parameterCount"] > 1000
+        assert second["status"] == "running" and second["architecture"] == "resnet resnet50"
         post(http, "/steps/ak_stop_fit/cancel", {}, expect=200)
         document = ak_server.wait("ak_stop_fit", timeout=120)
         assert document["status"] == "finished", document  # stopped, not killed: it kept what it had

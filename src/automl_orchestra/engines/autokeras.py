@@ -423,7 +423,7 @@ class _Search:
         self.records.append(record)
         limits = trial_process.TrialLimits(limit, float(self.ctx.job.limits.memory_mb))
         trial_dir = self.ctx.work_dir / "trials" / f"trial-{number}"
-        self.ctx.progress(self._fraction(number - 1), f"trial {number}: {record.architecture}")
+        self.ctx.progress(self._fraction(number - 1), f"trial {number}: {record.architecture}", self.trial_table())
         print(f"trial {number}: {record.architecture}, limit {limit:.0f} s", flush=True)
 
         def work(emit: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
@@ -438,6 +438,7 @@ class _Search:
         if not outcome.ok and limit < (self.trial_timeout or math.inf) and outcome.reason.startswith("time limit"):
             outcome.reason = f"stopped: the step's time budget ran out ({limit:.0f} s were left for this trial)"
         record.finish(outcome)
+        self.ctx.progress(self._fraction(number), f"trial {number}: {record.status}", self.trial_table())
         print(f"trial {number}: {record.status} {record.reason}".rstrip(), flush=True)
         if not outcome.ok:
             raise errors.FailedTrialError(outcome.reason)
@@ -488,6 +489,10 @@ class _Search:
         board.loc[0, "best"] = True
         return board
 
+    def trial_table(self) -> dict[str, Any]:
+        """The trials so far, for the step's document while the search runs (the leaderboard comes at the end)."""
+        return {"trials": [record.summary() for record in self.records]}
+
     def _fraction(self, done: float) -> float:
         return min(1.0, done / max(1, int(self.tuner.oracle.max_trials or 1)))
 
@@ -530,6 +535,19 @@ class _TrialRecord:
         self.reason = outcome.reason
         self.seconds = outcome.seconds
         self.peak_memory_mb = round(outcome.peak_memory_mb, 1)
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "trial": self.number,
+            "status": self.status,
+            "reason": self.reason,
+            "architecture": self.architecture,
+            "parameterCount": self.parameters,
+            "epochs": len(self.epochs),
+            "lastEpoch": self.epochs[-1] if self.epochs else None,
+            "seconds": self.seconds,
+            "peakMemoryMb": self.peak_memory_mb,
+        }
 
     def row(self) -> dict[str, Any]:
         score = self.search.score(self.epochs) if self.status == "completed" else None

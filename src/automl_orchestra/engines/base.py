@@ -47,11 +47,12 @@ class StepContext:
         self.work_dir.mkdir(parents=True, exist_ok=True)
         self.output_dir = output_dir
         self._cache: dict[str, Any] = {}
-        self.on_progress: Callable[[float | None, str], None] = lambda _fraction, _message: None
+        self.on_progress: Callable[[float | None, str, dict[str, Any] | None], None] = lambda *_: None
 
-    def progress(self, fraction: float | None, message: str = "") -> None:
-        """Report progress (0..1, or None when unknown) to observers of the step."""
-        self.on_progress(fraction, message)
+    def progress(self, fraction: float | None, message: str = "", detail: dict[str, Any] | None = None) -> None:
+        """Report progress (0..1, or None when unknown) to observers of the step; ``detail`` (small JSON,
+        e.g. a search's trial table so far) replaces the previous one on the step's document."""
+        self.on_progress(fraction, message, detail)
 
     def stop_requested(self) -> bool:
         """Whether a cancel asked this step to stop and keep what it has (searches check it between and

@@ -250,6 +250,9 @@ class Scheduler:
 
     def _progress(self, run_id: str, message: dict[str, Any]) -> None:
         now = time.monotonic()
+        held = self._held_progress.get(run_id)
+        if held is not None and "detail" in held and "detail" not in message:
+            message = {**message, "detail": held["detail"]}  # a throttled-away detail is not lost either
         if now - self._last_progress.get(run_id, 0.0) < PROGRESS_INTERVAL_S:
             self._held_progress[run_id] = message
             return
@@ -260,10 +263,12 @@ class Scheduler:
             step = session.get(Step, run.step_name) if run else None
             if step is None or run is None or step.current_run != run.number or run.status != "running":
                 return
-            step.meta = {
-                **(step.meta or {}),
-                "progress": {k: message.get(k) for k in ("fraction", "message")},
-            }
+            previous = (step.meta or {}).get("progress") or {}
+            progress = {k: message.get(k) for k in ("fraction", "message")}
+            detail = message.get("detail", previous.get("detail"))  # kept until a newer one comes
+            if detail is not None:
+                progress["detail"] = detail
+            step.meta = {**(step.meta or {}), "progress": progress}
             step.updated_at = utcnow()
             session.commit()
         self.on_change(step.name)

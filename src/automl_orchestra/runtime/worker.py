@@ -123,8 +123,10 @@ def _execute(job: JobSpec, work_dir: Path, channel: IO[str] | None) -> JobResult
         store = ArtifactStore(job.artifact_url)
         ctx = StepContext(job, store, output_dir)
         if channel is not None:
-            ctx.on_progress = lambda fraction, message: _send(
-                channel, {"type": "progress", "fraction": fraction, "message": message}
+            ctx.on_progress = lambda fraction, message, detail: _send(
+                channel,
+                {"type": "progress", "fraction": fraction, "message": message}
+                | ({} if detail is None else {"detail": detail}),
             )
         engine = load_engine(spec.implementation)
         step = engine.run(job.service, ctx)
