@@ -1,6 +1,6 @@
 """The Ray executor on a real local two-node Ray cluster, driven through a real server's REST API: steps land
-on both nodes, timeouts and cancellation hold, a lost node fails (or re-runs) its step, FLAML trials spread
-over the cluster."""
+on both nodes, timeouts and cancellation hold, a lost node fails (or re-runs) its step and is named in the
+run, FLAML trials spread over the cluster and their progress reaches the server."""
 
 from __future__ import annotations
 
@@ -117,6 +117,7 @@ def test_lost_node_fails_the_step_or_retries_a_retryable_one(
         lost = ray_server.wait("rn_lost", timeout=60)
         assert lost["status"] == "failed", lost
         assert "node running the step was lost" in lost["error"]["reason"]
+        assert node_of(http, "rn_lost").endswith(f"/ray:{node.node_id}")  # the run names the node it lost
         # The retryable step was submitted again; it fits only on a big node: add one.
         with big_node(ray_cluster) as replacement:
             retried = ray_server.wait("rn_retry", timeout=90)
@@ -137,7 +138,14 @@ def test_flaml_trials_spread_over_the_cluster(ray_server: ServerHandle, ray_clus
     }
     with ray_server.client() as http, big_node(ray_cluster):  # room for the step and two trials
         upload(http, "rf_cancer", tmp_path / "cancer.csv")
-        document = run(ray_server, http, "/automl/flaml", body)
+        post(http, "/automl/flaml", body)
+        seen: set[str] = set()  # progress posted on a Ray node reaches the step's document on the server
+        while (step := http.get("/steps/rf_auto").json()["result"])["status"] in ("pending", "running"):
+            seen.add(str((step.get("progress") or {}).get("message")))
+            time.sleep(0.2)
+        assert any("trial results; last:" in message for message in seen), seen
+        document = ray_server.wait("rf_auto")
+        assert document["status"] == "finished", document
         assert document["parallelTrials"] == 2
         assert sum(document["trialNodes"].values()) >= 2  # trial results came back through Ray Tune
         assert 0.8 < document["metrics"]["bestScore"] <= 1.0

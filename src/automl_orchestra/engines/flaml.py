@@ -151,7 +151,7 @@ class FlamlEngine(MethodEngine):
         from flaml import AutoML
 
         automl = AutoML()
-        nodes = TrialNodes()
+        nodes = TrialNodes(lambda text: ctx.progress(None, text))
         with nodes.recording(settings.parallel_trials):
             automl.fit(X_train=features, y_train=frame[settings.target], **settings.fit_arguments(ctx, nodes))
         if isinstance(getattr(automl, "_use_ray", None), dict):
@@ -225,13 +225,15 @@ class _AutomlSettings(AutoMLRequest):
 class TrialNodes:
     """Where FLAML's trials ran: this host for a sequential search, the Ray Tune result's node otherwise."""
 
-    def __init__(self) -> None:
+    def __init__(self, progress: Callable[[str], None] = lambda _text: None) -> None:
         self.per_node: Counter[str] = Counter()
         self.per_learner: defaultdict[str, set[str]] = defaultdict(set)
+        self.progress = progress
 
     def record(self, learner: str, node: str) -> None:
         self.per_node[node] += 1
         self.per_learner[learner].add(node)
+        self.progress(f"{sum(self.per_node.values())} trial results; last: {learner} on {node}")
 
     def learner_nodes(self, learner: str) -> str:
         return ",".join(sorted(self.per_learner.get(learner) or {socket.gethostname()}))

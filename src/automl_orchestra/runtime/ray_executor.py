@@ -5,6 +5,10 @@ so timeouts, memory limits and crash detection are enforced on that node exactly
 side only submits tasks, waits on their ``ObjectRef``s in one thread and turns every ending (a result, a
 cancellation, a lost node) into exactly one ``on_done``. Only JSON crosses the boundary.
 
+Progress travels back through a small actor of the server (``_ProgressSink``, no CPU): the task posts its
+node first (so a step whose node is lost still names it) and then every progress message of the job; the
+server's collecting thread drains it a few times a second into ``on_progress``.
+
 Ray is imported only here, and this module only when ``ORCHESTRA_EXECUTOR=ray``.
 """
 
@@ -34,6 +38,7 @@ from automl_orchestra.store.artifacts import ArtifactStore
 
 log = logging.getLogger(__name__)
 
+DRAIN_S = 0.25  # how often progress is read from the cluster while steps run
 WAIT_S = 0.02  # how long one ray.wait may block: a step submitted meanwhile is watched from the next pass
 CANCELLED = "cancelled by request"
 SHUTDOWN = "the server shut down while the step was running"
@@ -55,15 +60,17 @@ NODE_LOST_ERRORS: tuple[type[BaseException], ...] = (
 _IDLE: dict[tuple[str, Pool], WorkerProcess] = {}
 
 
-def run_on_node(job_json: str, log_dir: str) -> str:
-    """The body of the Ray task: supervise the job in a worker process on this node; return JobResult JSON."""
+def run_on_node(job_json: str, log_dir: str, sink: Any) -> str:
+    """The body of the Ray task: supervise the job in a worker process on this node; return JobResult JSON.
+    ``sink`` is the server's ``_ProgressSink`` actor."""
     job = JobSpec.model_validate_json(job_json)
     node = f"{socket.gethostname()}/ray:{ray.get_runtime_context().get_node_id()}"
+    sink.post.remote(job.run_id, {"type": "node", "node": node})
     worker: WorkerProcess | None = None
     try:
         worker = _take_worker(job, Path(log_dir))
         # Cancellation arrives as ray.cancel(force=True): this process dies and the worker follows it.
-        result = worker.execute(job, threading.Event(), lambda _message: None)
+        result = worker.execute(job, threading.Event(), lambda message: sink.post.remote(job.run_id, message))
     except WorkerDied as exc:
         result = JobResult(run_id=job.run_id, status="failed", reason=str(exc), exception=str(exc))
     result.node = node
@@ -110,13 +117,32 @@ def _ray_address_env() -> dict[str, str]:
 _TASK = ray.remote(run_on_node)
 
 
+class _ProgressSink:
+    """Holds the tasks' progress messages (and their nodes) until the server drains them."""
+
+    def __init__(self) -> None:
+        self.messages: list[tuple[str, dict[str, Any]]] = []
+
+    def post(self, run_id: str, message: dict[str, Any]) -> None:
+        self.messages.append((run_id, message))
+
+    def drain(self) -> list[tuple[str, dict[str, Any]]]:
+        messages, self.messages = self.messages, []
+        return messages
+
+
+_SINK = ray.remote(num_cpus=0)(_ProgressSink)
+
+
 @dataclass
 class _Flight:
     job: JobSpec
     ref: Any  # ray.ObjectRef
     on_done: DoneCallback
+    on_progress: ProgressCallback
     attempts: int = 1
     cancelled: bool = False
+    node: str | None = None  # posted by the task when it starts
 
 
 class RayExecutor:
@@ -138,6 +164,8 @@ class RayExecutor:
         self._closed = False
         self._started = False
         self._thread: threading.Thread | None = None
+        self._sink: Any = None
+        self._drained = 0.0
 
     # ----- Executor protocol -----------------------------------------------------------------------
 
@@ -150,6 +178,7 @@ class RayExecutor:
             self._started = True
         if self.max_in_flight <= 0:
             self.max_in_flight = max(1, int(ray.cluster_resources().get("CPU", 1)))
+        self._sink = _SINK.remote()
         self._thread = threading.Thread(target=self._collect, name="orchestra-ray", daemon=True)
         self._thread.start()
 
@@ -163,7 +192,7 @@ class RayExecutor:
         with self._lock:
             if self._closed:
                 raise RuntimeError("executor is shut down")
-            self._flights[job.run_id] = _Flight(job, self._remote(job), on_done)
+            self._flights[job.run_id] = _Flight(job, self._remote(job), on_done, on_progress)
 
     def cancel(self, run_id: str) -> bool:
         with self._lock:
@@ -196,7 +225,7 @@ class RayExecutor:
             max_retries=0,  # a lost node is handled here (retryable steps run once more), not by Ray
             name=f"orchestra:{job.step_name}",
         )
-        return task.remote(job.model_dump_json(), str(self.log_dir))
+        return task.remote(job.model_dump_json(), str(self.log_dir), self._sink)
 
     def _collect(self) -> None:
         """Wait on every task; report each ending once. Runs until shut down and nothing is left."""
@@ -209,8 +238,30 @@ class RayExecutor:
                 time.sleep(WAIT_S)
                 continue
             ready, _ = ray.wait(list(by_ref), num_returns=1, timeout=WAIT_S)
+            if ready or time.monotonic() - self._drained > DRAIN_S:
+                self._forward_progress()  # before a settle: a lost task's node must be known
             for ref in ready:
                 self._settle(by_ref[ref])
+
+    def _forward_progress(self) -> None:
+        self._drained = time.monotonic()
+        try:
+            messages = ray.get(self._sink.drain.remote(), timeout=10)
+        except Exception:  # progress is best effort; endings are not
+            log.exception("reading progress from the Ray cluster failed")
+            return
+        for run_id, message in messages:
+            with self._lock:
+                flight = self._flights.get(run_id)
+            if flight is None:
+                continue
+            if message.get("type") == "node":
+                flight.node = str(message.get("node"))
+                continue
+            try:
+                flight.on_progress(run_id, message)
+            except Exception:
+                log.exception("recording progress of %s failed", flight.job.step_name)
 
     def _settle(self, flight: _Flight) -> None:
         result = self._outcome(flight)
@@ -221,6 +272,7 @@ class RayExecutor:
             closed = self._closed
         if closed and result.status != "finished":
             result.status, result.reason, result.exception = "failed", SHUTDOWN, SHUTDOWN
+        result.node = result.node or flight.node
         try:
             flight.on_done(result)
         except Exception:
