@@ -3,6 +3,7 @@ engine recorded (not fatal), one leaderboard, the best model usable by predict; 
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import httpx
@@ -26,9 +27,9 @@ def test_compare_flaml_autogluon_and_a_failing_tpot(fresh_server: ServerHandle, 
             "timeBudget": 10,
             "metric": "roc_auc",
             "seed": 3,
-            # TPOT refuses text features (Sex, Embarked): a real engine failure inside the comparison.
+            # TPOT is given a baseline it does not have: a real engine failure inside the comparison.
             "engines": ["flaml", "autogluon", "tpot"],
-            "options": {"flaml": {"estimator_list": ["lgbm", "rf"]}},
+            "options": {"flaml": {"estimator_list": ["lgbm", "rf"]}, "tpot": {"baselines": ["no_such_model"]}},
             "limits": {"cpus": 1},
         }
         post(http, "/automl/compare", body)
@@ -48,7 +49,7 @@ def test_compare_flaml_autogluon_and_a_failing_tpot(fresh_server: ServerHandle, 
         rows = {row["engine"]: row for row in board}
         assert set(rows) == {"flaml", "autogluon", "tpot"}
         assert board[-1]["engine"] == "tpot" and rows["tpot"]["status"] == "failed"
-        assert "numeric features" in rows["tpot"]["reason"]
+        assert "options.baselines must be a list of" in rows["tpot"]["reason"]
         for engine in ("flaml", "autogluon"):
             row = rows[engine]
             assert row["status"] == "finished" and row["holdoutMetric"] == "roc_auc"
@@ -72,6 +73,22 @@ def test_compare_flaml_autogluon_and_a_failing_tpot(fresh_server: ServerHandle, 
         lineage = http.get("/lineage/cmp").json()["result"]
         parents = {e["parent"] for e in lineage["edges"] if e["child"] == "cmp"}
         assert {"cmp_flaml", "cmp_autogluon", "cmp_tpot", "cmp_split_holdout", "cmp_data"} <= parents
+
+
+def test_cancelling_a_comparison_cancels_its_engine_runs(fresh_server: ServerHandle, tmp_path: Path) -> None:
+    server = fresh_server
+    with server.client() as http:
+        upload(http, "cc_data", titanic_like(tmp_path / "train.csv", rows=400, seed=0))
+        body = {"name": "cc", "parentName": "cc_data", "target": "Survived", "timeBudget": 300, "engines": ["flaml"]}
+        post(http, "/automl/compare", body)
+        deadline = time.monotonic() + 60
+        while http.get("/steps/cc_flaml").json()["result"]["status"] != "running":
+            assert time.monotonic() < deadline, "the engine step never started"
+            time.sleep(0.2)
+        post(http, "/steps/cc/cancel", {}, expect=200)
+        assert server.wait("cc")["status"] == "cancelled"
+        engine = server.wait("cc_flaml", timeout=30)  # not left searching for 300 s
+        assert engine["status"] == "cancelled" and engine["error"]["reason"] == "'cc', which it runs for, was cancelled"
 
 
 def test_compare_request_checks(fresh_server: ServerHandle, tmp_path: Path) -> None:

@@ -41,6 +41,9 @@ class EngineSpec:
     # model so far (the step finishes, its metadata says it was stopped); killed if it has not ended after
     # STOP_GRACE_S.
     stoppable_services: frozenset[str] = field(default_factory=frozenset)
+    # The parameter whose $references name steps made only for this step (automl/compare's engine runs):
+    # cancelling the step cancels those of them still pending or running.
+    owned_inputs: str | None = None
 
     def allows_module(self, module_path: str) -> bool:
         return any(module_path == root or module_path.startswith(root + ".") for root in self.allowed_modules)
@@ -192,6 +195,7 @@ ENGINES: dict[str, EngineSpec] = {
             implementation="automl_orchestra.engines.compare:CompareEngine",
             derived={"automl": ("leaderboard",)},
             tolerates_failed_inputs=True,
+            owned_inputs="candidates",
             description="one dataset through several automl engines: one leaderboard and the best model",
         ),
         EngineSpec(

@@ -251,14 +251,27 @@ class StepService:
                 raise Conflict(f"step {name!r} is {step.status}: only pending or running steps can be cancelled")
             cancelled = [self._cancel_active(session, step, "cancelled by request")]
             touched = [name]
-            # A driver's children (an automl/nas trial's generate/train/evaluate) end with it.
-            for child in self._driven(session, name):
-                if child.status in ACTIVE:
-                    cancelled.append(self._cancel_active(session, child, f"its driver {name!r} was cancelled"))
-                    touched.append(child.name)
+            # A driver's children (an automl/nas trial's generate/train/evaluate) and the steps made only for
+            # this one (a comparison's engine runs) end with it.
+            related = [(child, f"its driver {name!r} was cancelled") for child in self._driven(session, name)]
+            related += [(owned, f"{name!r}, which it runs for, was cancelled") for owned in self._owned(session, step)]
+            for other, reason in related:
+                if other.status in ACTIVE:
+                    cancelled.append(self._cancel_active(session, other, reason))
+                    touched.append(other.name)
             session.commit()
         self._notify(touched, cancelled)
         return self.get(name)
+
+    def _owned(self, session: Session, step: Step) -> list[Step]:
+        spec = registry.engine(step.tool)
+        if spec is None or spec.owned_inputs is None:
+            return []
+        try:
+            names = {ref.step for ref in references.iter_references(step.parameters.get(spec.owned_inputs))}
+        except references.ReferenceError_:
+            return []
+        return list(session.scalars(select(Step).where(Step.name.in_(names))))
 
     def _driven(self, session: Session, name: str) -> list[Step]:
         children = select(Edge.child).where(Edge.parent == name, Edge.reference == DRIVER_EDGE)
