@@ -12,7 +12,6 @@ process group accounting (``options: {"ag_args_ensemble": {...}}`` overrides it)
 from __future__ import annotations
 
 import math
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -175,7 +174,6 @@ class AutoGluonEngine(MethodEngine):
         return StepResult(value=model, metadata=metadata)
 
     def automl(self, ctx: StepContext) -> StepResult:
-        started = time.monotonic()
         settings = _AutomlSettings(ctx)
         data = training_data(ctx, settings)
         frame, decision = data.frame, data.decision
@@ -189,7 +187,7 @@ class AutoGluonEngine(MethodEngine):
             path=str(ctx.output_dir / PREDICTOR_DIR),
             verbosity=2,
         )
-        time_limit = settings.time_limit(started + settings.time_budget - time.monotonic())
+        time_limit = settings.time_limit(settings.seconds_left())
         ctx.progress(None, f"fitting for up to {time_limit:.0f} s")
         predictor.fit(frame[[*decision.used, settings.target]], **settings.fit_arguments(ctx, time_limit))
         if not predictor.model_names():

@@ -274,12 +274,11 @@ class AutoKerasEngine(MethodEngine):
         return StepResult(value=readable_json(target.summary()), metadata={"bestTrial": target.info.get("bestTrial")})
 
     def automl(self, ctx: StepContext) -> StepResult:
-        started = time.monotonic()
         settings = AutoKerasRequest(ctx)
         x, y, kind, features = automl_data(ctx, settings)
         spec = automl_spec(settings, kind, x)
         kwargs: dict[str, Any] = {"x": x, "y": y, "epochs": settings.epochs, "validation_split": settings.validation}
-        deadline = started + settings.time_budget - FINISH_S
+        deadline = settings.deadline - FINISH_S
         result = search(ctx, spec, kwargs, deadline)
         inputs = {"features": features, "imageShape": settings.image_shape if features else None}
         result.value.info.update(inputs)

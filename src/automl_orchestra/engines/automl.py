@@ -7,6 +7,7 @@ The body is the same for every engine (``parentName``, ``target``, ``task``, ``t
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -70,6 +71,11 @@ class AutoMLRequest:
         self.time_budget = bounded_budget(requested, ctx.time_budget_s)
         if self.time_budget < requested:
             print(f"timeBudget {requested:g} s lowered to {self.time_budget:g} s to fit the step timeout", flush=True)
+        # The budget is the whole step's: what came before the search (loading the data, imports) is in it.
+        self.deadline = ctx.started + self.time_budget
+
+    def seconds_left(self) -> float:
+        return self.deadline - time.monotonic()
 
 
 @dataclass

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,6 +44,7 @@ class StepContext:
     def __init__(self, job: JobSpec, store: ArtifactStore, output_dir: Path) -> None:
         self.job = job
         self.store = store
+        self.started = time.monotonic()  # budgets count from here: loading inputs and imports are in them
         self.work_dir = job_cwd(job)
         self.work_dir.mkdir(parents=True, exist_ok=True)
         self.output_dir = output_dir

@@ -42,6 +42,8 @@ RESERVED_OPTIONS = frozenset(
     {"X_train", "y_train", "dataframe", "label", "task", "time_budget", "metric", "seed", "n_jobs"}
 )
 LOG_FILE = "flaml.log"
+# Saving the model and the leaderboard after the search, inside the step's budget.
+FINISH_S = 2.0
 
 
 class FlamlModel(BaseEstimator):
@@ -208,7 +210,8 @@ class _AutomlSettings(AutoMLRequest):
             parallel = {"n_concurrent_trials": self.parallel_trials, "use_ray": tune_args}
         return {
             "task": self.task,
-            "time_budget": self.time_budget,
+            # What is left of the step's budget after loading the data, less saving the model afterwards.
+            "time_budget": max(1.0, round(self.seconds_left() - FINISH_S, 1)),
             "metric": self.metric,
             "seed": self.seed,
             "n_jobs": ctx.cpus,

@@ -576,7 +576,6 @@ class H2OEngine(MethodEngine):
         return StepResult(value=model, metadata=metadata, metrics=_numbers(facts.get("performance", {})))
 
     def automl(self, ctx: StepContext) -> StepResult:
-        started = time.monotonic()
         settings = _AutomlSettings(ctx)
         data = training_data(ctx, settings)
         frame, decision = data.frame, data.decision
@@ -585,7 +584,7 @@ class H2OEngine(MethodEngine):
             from h2o.automl import H2OAutoML
 
             table = to_h2o_frame(frame[[*decision.used, settings.target]], [settings.target] if classification else [])
-            runtime = settings.runtime_s(started + settings.time_budget - time.monotonic())
+            runtime = settings.runtime_s(settings.seconds_left())
             print(f"H2O AutoML: {runtime} s of search ({jvm.started_s:.1f} s went to the JVM start)", flush=True)
             ctx.progress(None, f"searching for {runtime} s")
             search = H2OAutoML(**settings.constructor_arguments(runtime))

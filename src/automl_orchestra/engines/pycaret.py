@@ -342,7 +342,7 @@ def grid_metrics(grid: pd.DataFrame) -> dict[str, float]:
 
 def run_automl(ctx: StepContext) -> StepResult:
     """compare_models within a share of the budget, tune the winner with what is left, finalize it."""
-    started = time.monotonic()
+    started = ctx.started  # the budget is the whole step's
     request = AutoMLRequest(ctx)
     data = training_data(ctx, request)
     options = p.optional_dict(ctx.params, "options")
