@@ -24,7 +24,8 @@ def test_compare_creates_and_prints_the_table(
     lines = capsys.readouterr().out.strip().splitlines()
     assert lines[0].split()[:4] == ["ENGINE", "STATUS", "MODEL", "CV"]
     assert lines[1].split()[:2] == ["flaml", "finished"] and "accuracy" in lines[1]
-    assert lines[2].split()[:2] == ["tpot", "failed"] and "numeric features" in lines[2]
+    # TPOT one-hot encodes the text columns; in 5 s it finishes, or fails saying its budget was too short
+    assert lines[2].split()[0] == "tpot" and ("finished" in lines[2] or "raise timeBudget" in lines[2])
 
     assert main([*argv, "--json"]) == 0
     rows = json.loads(capsys.readouterr().out)

@@ -6,6 +6,7 @@ import json
 import time
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from automl_orchestra.engines.base import StepError
@@ -171,3 +172,25 @@ def test_tpot_replaces_a_baseline_only_beyond_one_standard_error() -> None:
     assert best.name == "tpot" and why.startswith("tpot: cv 0.9700 beats extra_trees's 0.9400")
     assert choose_winner([candidate("tpot", 0.5)])[0].name == "tpot"  # options.baselines = []
     assert choose_winner([forest, trees])[0] is trees  # TPOT stopped: the best baseline
+
+
+def test_automl_tpot_one_hot_encodes_text_columns(harness: Harness) -> None:
+    frame = pd.DataFrame(
+        {
+            "colour": ["red", "blue", None, "green"] * 30,
+            "size": [1.0, 2.0, 3.0, 4.0] * 30,
+            "label": ["warm", "cold", "cold", "cold"] * 30,
+        }
+    )
+    harness.put("colours", frame)
+    ran = harness.run(
+        "automl", "tpot",
+        {"parentName": "colours", "target": "label", "timeBudget": 10, "cv": 3,
+         "options": {"baselines": ["random_forest"]}},
+        name="auto_text", inputs=["colours"],
+    )  # fmt: skip
+    assert ran.metadata["oneHot"] == {"colour": 3} and ran.metadata["bestScore"] == 1.0  # red <=> warm
+    model = ran.load()
+    unseen = pd.DataFrame({"colour": ["red", "purple", None], "size": [1.0, 1.0, 1.0]})
+    assert model.features(unseen).shape == (3, 1 + 3)  # an unseen or missing level is all zeros
+    assert model.predict(unseen)[0] == "warm"

@@ -36,6 +36,8 @@ from automl_orchestra.engines.base import StepContext, StepError, StepResult
 from automl_orchestra.engines.calls import MethodEngine, as_scalar, fitted_summary
 
 CODE_FILE = "pipeline.py"
+# Levels one-hot encoded per text column (the most frequent ones).
+MAX_LEVELS = 50
 BASELINES = ("random_forest", "extra_trees")
 # TPOT itself overruns max_time_mins (its last generation and final fit come after the deadline): it is
 # given (time left - TPOT_FIXED_S) / TPOT_OVERRUN and stopped (killed) at the end of the time left. A
@@ -85,6 +87,7 @@ class TpotModel(BaseEstimator):
         task: str = "classification",
         source: str = "",
         classes: list[Any] | None = None,
+        categories: dict[str, list[str]] | None = None,
     ) -> None:
         self.pipeline = pipeline
         self.feature_names = feature_names or []
@@ -93,6 +96,8 @@ class TpotModel(BaseEstimator):
         self.source = source
         # Classification targets are encoded 0..n-1 for the search (TPOT requires it); these decode them.
         self.classes = classes
+        # Text feature columns and their levels: one 0/1 column per level (TPOT's operators need numbers).
+        self.categories = categories or {}
 
     @property
     def classes_(self) -> Any:
@@ -107,7 +112,13 @@ class TpotModel(BaseEstimator):
         missing = [name for name in self.feature_names if name not in X.columns]
         if missing:
             raise StepError(f"the data lacks {len(missing)} of the model's feature columns, e.g. {missing[:5]}")
-        return clean_matrix(X[self.feature_names].to_numpy(dtype=np.float64))
+        categories = getattr(self, "categories", {})  # models saved before text columns were encoded have none
+        numeric = [name for name in self.feature_names if name not in categories]
+        parts = [X[numeric].to_numpy(dtype=np.float64)]
+        for column, levels in categories.items():
+            values = X[column].astype("string").fillna("\x00").to_numpy(dtype=object)  # missing: no level
+            parts.append(np.stack([values == level for level in levels], axis=1).astype(np.float64))
+        return clean_matrix(np.hstack(parts))
 
     def predict(self, X: Any) -> np.ndarray:
         predicted = np.asarray(self.pipeline.predict(self.features(X)))
@@ -127,6 +138,18 @@ class TpotModel(BaseEstimator):
 
     def __repr__(self, N_CHAR_MAX: int = 700) -> str:
         return f"TpotModel(source={self.source!r}, pipeline={pipeline_text(self.pipeline)[:N_CHAR_MAX]})"
+
+
+def one_hot_levels(features: pd.DataFrame) -> dict[str, list[str]]:
+    """The levels of every non-numeric feature column, most frequent first (at most MAX_LEVELS; rarer levels,
+    like levels unseen in training, encode as all zeros)."""
+    levels = {}
+    for column in features.columns:
+        if pd.api.types.is_numeric_dtype(features[column]) or pd.api.types.is_bool_dtype(features[column]):
+            continue
+        counts = features[column].dropna().astype("string").value_counts()
+        levels[column] = [str(level) for level in counts.index[:MAX_LEVELS]]
+    return levels
 
 
 def encoded_target(target: pd.Series, task: str) -> tuple[np.ndarray, list[Any] | None]:
@@ -176,18 +199,18 @@ class TpotEngine(MethodEngine):
         return metadata, metrics
 
     def automl(self, ctx: StepContext) -> StepResult:
-        started = time.monotonic()
         settings = _AutomlSettings(ctx)
         data = training_data(ctx, settings)
         frame, decision = data.frame, data.decision
-        non_numeric = [c for c in decision.used if not pd.api.types.is_numeric_dtype(frame[c])]
-        if non_numeric:
-            raise StepError(f"automl/tpot needs numeric features; {non_numeric[:10]} are not (exclude or encode them)")
-        X = clean_matrix(frame[decision.used].to_numpy(dtype=np.float64))
+        categories = one_hot_levels(frame[decision.used])
+        for column, levels in categories.items():
+            print(f"one-hot encoding text column {column!r} ({len(levels)} levels)", flush=True)
         y, classes = encoded_target(frame[settings.target], settings.task)
-        search = _Search(settings, ctx, X, y, deadline=started + settings.time_budget)
+        model = TpotModel(None, decision.used, settings.target, settings.task, "", classes, categories)
+        X = model.features(frame)
+        search = _Search(settings, ctx, X, y, deadline=settings.deadline)
         best = search.run()
-        model = TpotModel(best.estimator, decision.used, settings.target, settings.task, best.name, classes)
+        model.pipeline, model.source = best.estimator, best.name
         (ctx.output_dir / CODE_FILE).write_text(export_code(best.estimator), encoding="utf-8")
         board = search.leaderboard()
         metadata = {
@@ -201,6 +224,7 @@ class TpotEngine(MethodEngine):
             "columns": decision.as_metadata(),
             "trainRows": len(frame),
             "trainShape": [len(frame), len(decision.used)],
+            "oneHot": {column: len(levels) for column, levels in categories.items()},
             "learners": len(board),
             "cvScores": search.extra_scores(),
             "cvMetrics": best.metrics,
