@@ -3,14 +3,13 @@ engine recorded (not fatal), one leaderboard, the best model usable by predict; 
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import httpx
 
 from automl_orchestra.api.compare import DEFAULT_ENGINES, chosen_engines
 from automl_orchestra.config import Settings
-from tests.api.helpers import content, post, upload
+from tests.api.helpers import content, post, upload, wait_for_status
 from tests.conftest import ServerHandle
 from tests.data import titanic_like
 
@@ -75,20 +74,38 @@ def test_compare_flaml_autogluon_and_a_failing_tpot(fresh_server: ServerHandle, 
         assert {"cmp_flaml", "cmp_autogluon", "cmp_tpot", "cmp_split_holdout", "cmp_data"} <= parents
 
 
+def start_comparison(http: httpx.Client, folder: Path, name: str, **body: object) -> None:
+    """A comparison on a fresh Titanic-like table ``{name}_data``."""
+    upload(http, f"{name}_data", titanic_like(folder / f"{name}.csv", rows=400, seed=0))
+    post(http, "/automl/compare", {"name": name, "parentName": f"{name}_data", "target": "Survived", **body})
+
+
 def test_cancelling_a_comparison_cancels_its_engine_runs(fresh_server: ServerHandle, tmp_path: Path) -> None:
     server = fresh_server
     with server.client() as http:
-        upload(http, "cc_data", titanic_like(tmp_path / "train.csv", rows=400, seed=0))
-        body = {"name": "cc", "parentName": "cc_data", "target": "Survived", "timeBudget": 300, "engines": ["flaml"]}
-        post(http, "/automl/compare", body)
-        deadline = time.monotonic() + 60
-        while http.get("/steps/cc_flaml").json()["result"]["status"] != "running":
-            assert time.monotonic() < deadline, "the engine step never started"
-            time.sleep(0.2)
+        start_comparison(http, tmp_path, "cc", timeBudget=300, engines=["flaml"])
+        wait_for_status(http, "cc_flaml", "running")
         post(http, "/steps/cc/cancel", {}, expect=200)
         assert server.wait("cc")["status"] == "cancelled"
         engine = server.wait("cc_flaml", timeout=30)  # not left searching for 300 s
         assert engine["status"] == "cancelled" and engine["error"]["reason"] == "'cc', which it runs for, was cancelled"
+
+
+def test_a_pycaret_model_is_scored_in_its_own_environment(fresh_server: ServerHandle, tmp_path: Path) -> None:
+    server = fresh_server
+    with server.client() as http:
+        start_comparison(http, tmp_path, "pc", timeBudget=25, engines=["pycaret"])
+        document = server.wait("pc", timeout=300)
+        assert document["status"] == "finished", document
+        (row,) = content(http, "/dataset/leaderboard/pc_leaderboard")[1:]
+        # the PyCaret pipeline cannot be loaded in the comparison's environment: its own scored the rows
+        assert row["status"] == "finished" and row["holdoutMetric"] == "roc_auc", row
+        assert 0.6 < row["holdoutAuc"] <= 1.0 and 0.6 < row["holdoutAccuracy"] <= 1.0
+        assert row["predictSecondsPerRow"] > 0 and row["model"]
+        # the winner is a PyCaret model: predict/compare says where it can be used
+        post(http, "/predict/compare", {"name": "pc_pred", "parentName": "pc", "methodParameters": {"X": "$pc_data"}})
+        failed = server.wait("pc_pred")
+        assert failed["status"] == "failed" and "use predict/pycaret on step 'pc_pycaret'" in failed["error"]["reason"]
 
 
 def test_compare_request_checks(fresh_server: ServerHandle, tmp_path: Path) -> None:

@@ -27,8 +27,9 @@ import pandas as pd
 
 from automl_orchestra.engines import params as p
 from automl_orchestra.engines import registry
-from automl_orchestra.engines.base import StepContext, StepError, StepResult, load_engine
+from automl_orchestra.engines.base import StepContext, StepError, StepResult, current_environment, load_engine
 from automl_orchestra.engines.calls import MethodEngine, as_scalar
+from automl_orchestra.engines.foreign import Predictions, predict_elsewhere
 from automl_orchestra.engines.values import list_files
 from automl_orchestra.store.outputs import OutputRef
 
@@ -55,6 +56,11 @@ class CompareEngine(MethodEngine):
         """The winner's model, read by the serializer of the engine that wrote it."""
         winner = json.loads((local_dir / WINNER_FILE).read_text(encoding="utf-8"))
         spec = registry.engine(str(winner.get("serializer", "")))
+        if spec is not None and spec.environment != current_environment():
+            raise StepError(
+                f"the comparison's winner is a {spec.name} model (engine environment {spec.environment!r}), which "
+                f"cannot be loaded here: use predict/{spec.name} on step {winner.get('step')!r}"
+            )
         engine = load_engine(spec.implementation) if spec and spec.implementation else MethodEngine()
         return engine.load(ref.model_copy(update={"serializer": winner.get("serializer")}), local_dir)
 
@@ -143,7 +149,12 @@ def _score(
         return row
     try:
         ctx.progress(None, f"scoring {candidate.engine} on {len(holdout)} holdout rows")
-        row.update(holdout_scores(ctx.load_step(candidate.step), holdout, target, task, metric))
+        ref = ctx.job.inputs[candidate.step]
+        if ref.kind == "object" and ref.environment != current_environment():
+            predictions = predict_elsewhere(ctx, ref, holdout, probabilities=task == "classification")
+        else:
+            predictions = predict_here(ctx.load_step(candidate.step), holdout, task)
+        row.update(holdout_scores(predictions, holdout, target, task, metric))
         row["status"] = "finished"
     except Exception as exc:  # noqa: BLE001 - one engine's model that cannot score must not sink the rest
         row["status"], row["reason"] = "failed", f"scoring on the holdout rows failed: {type(exc).__name__}: {exc}"
@@ -159,24 +170,30 @@ def _cv_score(meta: dict[str, Any]) -> float | None:
     return None
 
 
-def holdout_scores(model: Any, holdout: pd.DataFrame, target: str, task: str, metric: str) -> dict[str, Any]:
-    """Holdout score in ``metric`` (plus AUC and accuracy for classification) and predict time per row."""
-    from sklearn import metrics as m
-
-    truth = holdout[target]
+def predict_here(model: Any, holdout: pd.DataFrame, task: str) -> Predictions:
+    """Class probabilities (classification) or predictions of a model loaded in this process, timed."""
     session = getattr(model, "scoring_session", None)  # e.g. H2O: start its JVM once, outside the timing
     with session() if callable(session) else contextlib.nullcontext():
         began = time.perf_counter()
         if task == "classification":
-            proba = np.asarray(model.predict_proba(holdout))
+            proba = np.asarray(model.predict_proba(holdout), dtype=float)
             seconds = time.perf_counter() - began
-            classes = [str(c) for c in np.asarray(model.classes_)]
-            predicted = np.asarray(classes, dtype=object)[np.argmax(proba, axis=1)]
-        else:
-            predicted = np.asarray(model.predict(holdout), dtype=float)
-            seconds = time.perf_counter() - began
-    scores: dict[str, Any] = {"predictSecondsPerRow": seconds / max(1, len(holdout))}
+            return Predictions(proba, [str(c) for c in np.asarray(model.classes_)], seconds)
+        predicted = np.asarray(model.predict(holdout), dtype=float)
+        return Predictions(predicted, None, time.perf_counter() - began)
+
+
+def holdout_scores(
+    predictions: Predictions, holdout: pd.DataFrame, target: str, task: str, metric: str
+) -> dict[str, Any]:
+    """Holdout score in ``metric`` (plus AUC and accuracy for classification) and predict time per row."""
+    from sklearn import metrics as m
+
+    truth = holdout[target]
+    scores: dict[str, Any] = {"predictSecondsPerRow": predictions.seconds / max(1, len(holdout))}
     if task == "classification":
+        proba, classes = predictions.values, predictions.classes or []
+        predicted = np.asarray(classes, dtype=object)[np.argmax(proba, axis=1)]
         labels = truth.astype(str).to_numpy()
         scores["holdoutAccuracy"] = float(np.mean(predicted == labels))
         scores["holdoutAuc"] = _auc(labels, proba, classes)
@@ -186,7 +203,7 @@ def holdout_scores(model: Any, holdout: pd.DataFrame, target: str, task: str, me
             "log_loss": _log_loss(labels, proba, classes),
         }
     else:
-        y = truth.to_numpy(dtype=float)
+        y, predicted = truth.to_numpy(dtype=float), predictions.values
         values = {
             "r2": float(m.r2_score(y, predicted)),
             "rmse": float(np.sqrt(m.mean_squared_error(y, predicted))),

@@ -228,7 +228,14 @@ class PycaretModel:
 
     @property
     def classes_(self) -> Any:
-        return getattr(self.pipeline, "classes_", None)
+        """The labels in ``predict_proba``'s column order: PyCaret's estimator sees a label-encoded target (its
+        ``classes_`` are 0..n-1), the pipeline's ``label_encoding`` step knows the labels."""
+        classes = getattr(self.pipeline, "classes_", None)
+        encoding = dict(getattr(self.pipeline, "steps", [])).get("label_encoding")
+        labels = getattr(getattr(encoding, "transformer", None), "classes_", None)
+        if classes is None or labels is None:
+            return classes
+        return np.asarray(labels)[np.asarray(classes, dtype=int)]
 
     def _features(self, X: pd.DataFrame) -> pd.DataFrame:
         missing = [name for name in self.features if name not in X.columns]
@@ -378,9 +385,16 @@ def run_automl(ctx: StepContext) -> StepResult:
     final = call_method(experiment, "finalize_model", {"estimator": tuned})
     cv_metrics = tuning or (grid_metrics(leaderboard) if leaderboard is not None else {})
     metrics = {**{f"cv_{k}": v for k, v in cv_metrics.items()}, **{f"holdout_{k}": v for k, v in holdout.items()}}
+    best_score = as_scalar(cv_metrics.get(sort))
+    if best_score is not None:
+        metrics["cvScore"] = best_score
     metadata = {
         "experiment": type(experiment).__name__,
         "bestModel": type(tuned).__name__,
+        # the keys every automl engine shares (a comparison's leaderboard reads them)
+        "bestLearner": type(tuned).__name__,
+        "bestScore": best_score,
+        "metric": sort,
         "model": readable_json(tuned),
         "sort": sort,
         "tuned": bool(tuning),

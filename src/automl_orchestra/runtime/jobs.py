@@ -44,6 +44,11 @@ class JobSpec(BaseModel):
     python: str | None = Field(
         default=None, description="interpreter of the environment; None: the executor resolves the name itself"
     )
+    environment_pythons: dict[str, str] = Field(
+        default_factory=dict,
+        description="interpreter of every engine environment (a step scoring another environment's model runs "
+        "it there, engines/foreign.py)",
+    )
     artifact_url: str
     output_prefix: str
     work_dir: str

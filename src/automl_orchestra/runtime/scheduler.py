@@ -227,6 +227,7 @@ class Scheduler:
             derived=list(registry.derived_outputs(step.service, step.tool)),
             environment=environment,
             python=settings.environment_pythons.get(environment),
+            environment_pythons=dict(settings.environment_pythons),
             artifact_url=self.store.url,
             output_prefix=run_prefix(step.name, run.number, run.id),
             work_dir=str(Path(settings.work_root) / step.name / run.id),
