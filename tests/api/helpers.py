@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
 import httpx
+import numpy as np
+from sklearn.datasets import load_digits
 
 from tests.conftest import ServerHandle
 
@@ -34,3 +37,29 @@ def content(http: httpx.Client, url: str, **params: Any) -> list[Any]:
     assert response.status_code == 200, response.text
     result: list[Any] = response.json()["result"]
     return result
+
+
+def wait_for_status(http: httpx.Client, name: str, status: str = "running", timeout: float = 120.0) -> dict:
+    """Poll a step (it may not exist yet) until it has ``status``; its document."""
+    deadline = time.monotonic() + timeout
+    while True:
+        response = http.get(f"/steps/{name}")
+        if response.status_code == 200 and response.json()["result"]["status"] == status:
+            document: dict = response.json()["result"]
+            return document
+        assert time.monotonic() < deadline, f"step {name} was never {status}"
+        time.sleep(0.2)
+
+
+def digits_npz(path: Path) -> Path:
+    digits = load_digits()
+    np.savez(path, x=(digits.images / 16.0).astype(np.float32), y=digits.target)
+    return path
+
+
+def upload_digits(server: ServerHandle, http: httpx.Client, folder: Path) -> None:
+    path = digits_npz(folder / "digits.npz")
+    with path.open("rb") as handle:
+        response = http.post("/dataset/generic", data={"name": "digits"}, files={"file": (path.name, handle)})
+    assert response.status_code == 201, response.text
+    assert server.wait("digits")["status"] == "finished"

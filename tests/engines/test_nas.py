@@ -6,28 +6,18 @@ as a dataset step and a PNG artifact; under authentication the driver uses its s
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
-import numpy as np
 import pytest
-from sklearn.datasets import load_digits
 
 from automl_orchestra.nas.spec import footprint
-from tests.api.helpers import content, post, run
+from tests.api.helpers import content, post, run, upload_digits, wait_for_status
 from tests.conftest import ServerHandle, launch
 
 SPACE = {"inputShape": [1, 8, 8], "classes": 10, "control": {"epochs": 1, "batchSize": 32}}
 # Identical across runs of the same step: everything but timings.
 STABLE_METRICS = ("accuracy", "loss", "score", "parameters", "multiplyAdds", "testRows", "onnxMaxAbsDiff")
-
-
-def digits_npz(path: Path) -> Path:
-    digits = load_digits()
-    np.savez(path, x=(digits.images / 16.0).astype(np.float32), y=digits.target)
-    return path
 
 
 @pytest.fixture(scope="module")
@@ -38,14 +28,6 @@ def one_slot(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerHandle]
         upload_digits(handle, http, tmp_path_factory.mktemp("nas-data"))
     yield handle
     handle.stop()
-
-
-def upload_digits(server: ServerHandle, http: httpx.Client, folder: Path) -> None:
-    path = digits_npz(folder / "digits.npz")
-    with path.open("rb") as handle:
-        response = http.post("/dataset/generic", data={"name": "digits"}, files={"file": (path.name, handle)})
-    assert response.status_code == 201, response.text
-    assert server.wait("digits")["status"] == "finished"
 
 
 def test_decoupled_generate_train_evaluate_and_patch_evaluate(one_slot: ServerHandle) -> None:
@@ -155,12 +137,7 @@ def test_cancelling_a_search_cancels_its_trial_under_way(one_slot: ServerHandle)
     with one_slot.client() as http:
         post(http, "/automl/nas", body)
         child = "doomed-random-1-train"
-        deadline = time.monotonic() + 120
-        while (answer := http.get(f"/steps/{child}")).status_code != 200 or answer.json()["result"][
-            "status"
-        ] != "running":
-            assert time.monotonic() < deadline, f"{child} never ran"
-            time.sleep(0.2)
+        wait_for_status(http, child, "running")
         post(http, "/steps/doomed/cancel", {}, expect=200)
         assert one_slot.wait("doomed")["status"] == "cancelled"
         trial = one_slot.wait(child)

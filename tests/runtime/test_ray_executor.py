@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 from sklearn.datasets import load_breast_cancer
 
-from tests.api.helpers import content, post, run, upload
+from tests.api.helpers import content, post, run, upload, upload_digits
 from tests.conftest import ServerHandle
 from tests.runtime.conftest import BIG, BIG_STEP_MB
 
@@ -153,3 +153,21 @@ def test_flaml_trials_spread_over_the_cluster(ray_server: ServerHandle, ray_clus
         assert board and board[0]["learner"] == document["bestLearner"]
         assert all(row["nodes"] for row in board)  # where each learner's trials ran
         assert "/ray:" in node_of(http, "rf_auto")
+
+
+def test_a_nas_search_drives_its_trials_on_ray(ray_server: ServerHandle, tmp_path: Path) -> None:
+    body = {
+        "name": "rnas",
+        "parentName": "digits",
+        "generators": ["random"],
+        "trials": 1,
+        "timeBudget": 120,
+        "control": {"epochs": 1, "batchSize": 64},
+    }
+    with ray_server.client() as http:
+        upload_digits(ray_server, http, tmp_path)
+        document = run(ray_server, http, "/automl/nas", body)  # the driver takes no CPU: no deadlock
+        assert document["metrics"]["trials"] == 1
+        for phase in ("generate", "train", "evaluate"):  # its children ran as Ray tasks
+            assert "/ray:" in node_of(http, f"rnas-random-1-{phase}")
+        assert "/ray:" in node_of(http, "rnas")
