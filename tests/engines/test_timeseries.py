@@ -194,3 +194,14 @@ def test_automl_tpot_one_hot_encodes_text_columns(harness: Harness) -> None:
     unseen = pd.DataFrame({"colour": ["red", "purple", None], "size": [1.0, 1.0, 1.0]})
     assert model.features(unseen).shape == (3, 1 + 3)  # an unseen or missing level is all zeros
     assert model.predict(unseen)[0] == "warm"
+
+
+def test_automl_tpot_holds_its_budget_when_the_baselines_are_too_slow(harness: Harness) -> None:
+    from sklearn.datasets import make_classification
+
+    X, y = make_classification(n_samples=30_000, n_features=30, random_state=0)
+    harness.put("large", pd.DataFrame(X, columns=[f"x{i}" for i in range(30)]).assign(label=y))
+    started = time.monotonic()
+    with pytest.raises(StepError, match="no pipeline finished within the time budget of 10 s"):
+        harness.run("automl", "tpot", {"parentName": "large", "target": "label", "timeBudget": 10}, inputs=["large"])
+    assert time.monotonic() - started < 10 * 1.05 + 2  # the 500-tree forest's CV was stopped at the deadline

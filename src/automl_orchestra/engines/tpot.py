@@ -48,6 +48,9 @@ TPOT_OVERRUN = 1.08
 TPOT_FIXED_S = 8.0
 # Loading the data, saving the model and the leaderboard, after the search.
 FINISH_S = 2.0
+# The most of the budget one baseline's cross-validation may take (it is stopped there).
+BASELINE_SHARE = 0.3
+MIN_BASELINE_S = 10.0  # small budgets: the first baseline may take most of them
 # Below this many seconds left, starting TPOT is pointless: its cluster alone takes a few seconds.
 MIN_TPOT_S = 8.0
 # A shorter evaluation limit times out every pipeline of the first generation on a busy machine.
@@ -260,6 +263,7 @@ class _Search:
         self.tpot_rows: pd.DataFrame | None = None
         self.tpot_objective = ""
         self.tpot_status = "not run"
+        self.baseline_status: dict[str, str] = {}  # baselines that did not finish, and why
         self.selection = ""
 
     def run(self) -> _Candidate:
@@ -274,18 +278,31 @@ class _Search:
         if not best.fitted:
             best.estimator.fit(self.X, self.y)
             best.fitted = True
-        if set(self._report_scorers()) - set(best.metrics) and self.deadline - time.monotonic() > 2.0:
-            # A TPOT winner was scored on one metric only; the report metrics cost one more CV of it.
-            best.metrics = self._cv(clone(best.estimator))[0]
+        left = self.deadline - time.monotonic() - FINISH_S
+        if set(self._report_scorers()) - set(best.metrics) and left > 2.0:
+            # A TPOT winner was scored on one metric only; the report metrics cost one more CV of it, if it fits.
+            estimator = clone(best.estimator)
+            done, outcome = run_bounded(lambda: self._cv(estimator), left, self.ctx.work_dir / "report.joblib")
+            if done:
+                best.metrics = outcome[0]
         print(f"best: {best.name} (cv {self.settings.scoring} {best.score:.4f}); {self.selection}", flush=True)
         return best
 
     def _baseline(self, name: str) -> None:
-        left = self.deadline - time.monotonic()
-        if left < 2.0:
+        # Each baseline's cross-validation gets a share of the budget: on a large table (adult: 26k rows,
+        # 100 one-hot columns, one CPU) two 500-tree forests alone took 140 s of a 60 s budget.
+        share = max(self.settings.time_budget * BASELINE_SHARE, MIN_BASELINE_S)
+        limit = min(share, self.deadline - time.monotonic() - FINISH_S)
+        if limit < 2.0:
+            self.baseline_status[name] = "skipped: no time left in the budget"
             return
         estimator = baseline_estimator(name, self.settings.task, self.settings.seed, self.ctx.cpus)
-        means, seconds, error = self._cv(estimator)
+        done, outcome = run_bounded(lambda: self._cv(estimator), limit, self.ctx.work_dir / f"{name}.joblib")
+        if not done:
+            self.baseline_status[name] = f"cross-validation {outcome}"
+            print(f"{name}: cross-validation {outcome}", flush=True)
+            return
+        means, seconds, error = outcome
         score = means[self.settings.scoring]
         candidate = _Candidate(name, estimator, score, seconds, "baseline", metrics=means, standard_error=error)
         self.candidates.append(candidate)
@@ -354,6 +371,10 @@ class _Search:
             }
             for c in self.candidates
         ]
+        rows.extend(
+            {"learner": name, "source": "baseline", "bestScore": None, "pipeline": "", "status": status}
+            for name, status in self.baseline_status.items()
+        )
         rows.extend(_tpot_rows(self.tpot_rows, self.tpot_objective))
         if self.tpot_status != "finished":  # a TPOT search that gave no pipeline is recorded, not hidden
             rows.append(
@@ -385,46 +406,58 @@ def choose_winner(candidates: list[_Candidate]) -> tuple[_Candidate, str]:
     )
 
 
-def fit_tpot_bounded(
-    settings: _AutomlSettings, ctx: StepContext, X: np.ndarray, y: np.ndarray, seconds: float, hard_limit: float
-) -> tuple[Any, pd.DataFrame | None, str] | None:
-    """TPOT's search in a forked child that is killed at ``hard_limit``: (fitted pipeline, evaluated rows,
-    objective column), or None when it failed or was stopped.
+def run_bounded(work: Callable[[], Any], seconds: float, path: Path) -> tuple[bool, Any]:
+    """``work()`` in a forked child killed after ``seconds``: (True, its result), or (False, why not).
 
-    TPOT overruns ``max_time_mins`` (3-13 % measured directly, over 50 % on a busy machine): its last
-    generation and final fit come after the deadline, and an evaluation running in a thread cannot be
-    interrupted. A child process can: the budget holds, and the baselines compete alone if TPOT is stopped.
-    The child is forked (no re-import of ``__main__``), in the worker's process group, so the supervisor's
-    limits cover it too.
-    """
+    A computation in this process (a thread of TPOT's, a forest's cross-validation) cannot be interrupted;
+    a child process can, so the budget holds. The child is forked (no re-import of ``__main__``), in the
+    worker's process group, so the supervisor's limits cover it too."""
     import multiprocessing
 
     import joblib
 
-    path = ctx.work_dir / "tpot-result.joblib"
     path.unlink(missing_ok=True)
-    process = multiprocessing.get_context("fork").Process(
-        target=_fit_tpot_child, args=(settings, ctx.cpus, ctx.work_dir, X, y, seconds, path), daemon=True
-    )
+    process = multiprocessing.get_context("fork").Process(target=_bounded_child, args=(work, path), daemon=True)
     process.start()
-    process.join(max(hard_limit, 0.0))
+    process.join(max(seconds, 0.0))
     if process.is_alive():
         process.kill()
         process.join()
-        print(f"TPOT stopped at the budget's deadline ({hard_limit:.0f} s): the baselines compete alone", flush=True)
-        return None
+        return False, f"stopped at its time limit ({seconds:.0f} s)"
     if process.exitcode != 0 or not path.exists():
-        print(f"TPOT failed (exit code {process.exitcode}); see the log above", flush=True)
-        return None
-    outcome: tuple[Any, pd.DataFrame | None, str] = joblib.load(path)
-    return outcome
+        return False, f"failed (exit code {process.exitcode}); see the step's log"
+    return True, joblib.load(path)
 
 
-def _fit_tpot_child(
-    settings: _AutomlSettings, cpus: int, work_dir: Path, X: np.ndarray, y: np.ndarray, seconds: float, path: Path
-) -> None:
+def _bounded_child(work: Callable[[], Any], path: Path) -> None:
     import joblib
 
+    joblib.dump(work(), path)
+
+
+def fit_tpot_bounded(
+    settings: _AutomlSettings, ctx: StepContext, X: np.ndarray, y: np.ndarray, seconds: float, hard_limit: float
+) -> tuple[Any, pd.DataFrame | None, str] | None:
+    """TPOT's search bounded by ``hard_limit`` (:func:`run_bounded`): (fitted pipeline, evaluated rows,
+    objective column), or None when it failed or was stopped.
+
+    TPOT overruns ``max_time_mins`` (3-13 % measured directly, over 50 % on a busy machine): its last
+    generation and final fit come after the deadline, and an evaluation running in a thread cannot be
+    interrupted; stopped, the baselines compete alone.
+    """
+    done, outcome = run_bounded(
+        lambda: _fit_tpot(settings, ctx.cpus, ctx.work_dir, X, y, seconds), hard_limit, ctx.work_dir / "tpot.joblib"
+    )
+    if not done:
+        print(f"TPOT {outcome}: the baselines compete alone", flush=True)
+        return None
+    result: tuple[Any, pd.DataFrame | None, str] = outcome
+    return result
+
+
+def _fit_tpot(
+    settings: _AutomlSettings, cpus: int, work_dir: Path, X: np.ndarray, y: np.ndarray, seconds: float
+) -> tuple[Any, pd.DataFrame | None, str]:
     began = time.monotonic()
     estimator = make_tpot(settings, cpus, seconds)
     with contained_dask(work_dir):
@@ -435,7 +468,7 @@ def _fit_tpot_child(
     objective = str(getattr(estimator, "objective_names", [settings.scoring])[0])
     if isinstance(rows, pd.DataFrame):
         rows = rows[[column for column in (objective, "Instance") if column in rows.columns]]
-    joblib.dump((getattr(estimator, "fitted_pipeline_", None), rows, objective), path)
+    return getattr(estimator, "fitted_pipeline_", None), rows, objective
 
 
 def _tpot_rows(evaluated: Any, scoring: str) -> list[dict[str, Any]]:
