@@ -19,17 +19,16 @@ plot is the search step's ``comparison.png`` artifact, saved beside this script'
 from __future__ import annotations
 
 import argparse
-import os
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from _common import datasets_dir
 
 from automl_orchestra.client import Client, NasService, NotFoundError, OrchestraError
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 ADULT_COLUMNS = [
     "age", "workclass", "fnlwgt", "education", "education-num", "marital-status", "occupation", "relationship",
     "race", "sex", "capital-gain", "capital-loss", "hours-per-week", "native-country", "income",
@@ -51,12 +50,6 @@ CONTROL = {
     "digits": {"epochs": 8, "batchSize": 32, "schedule": "cosine"},
     "adult": {"epochs": 4, "batchSize": 128, "schedule": "cosine"},
 }
-
-
-def datasets_dir() -> Path:
-    given = os.environ.get("ORCHESTRA_DATASETS")
-    folder = Path(given).expanduser() if given else REPO_ROOT.parent / "shared" / "datasets"
-    return folder.resolve()
 
 
 def upload(client: Client, data: str) -> dict[str, Any]:
