@@ -144,7 +144,7 @@ def load_output(store: ArtifactStore, ref: OutputRef) -> Any:
     """Load a stored output with the serializer of the engine that wrote it."""
     from automl_orchestra.engines import registry
 
-    if ref.kind == "object" and ref.environment != current_environment():
+    if foreign_object(ref):
         raise StepError(
             f"this output was written in the {ref.environment!r} engine environment and cannot be loaded "
             f"in {current_environment()!r}; reference a file-based output (a dataset or array step) instead"
@@ -166,3 +166,8 @@ def job_cwd(job: JobSpec) -> Path:
 
 def current_environment() -> str:
     return os.environ.get("ORCHESTRA_ENVIRONMENT", "main")
+
+
+def foreign_object(ref: OutputRef) -> bool:
+    """Whether ``ref`` is an object (a pickle) written in another engine environment: not loadable here."""
+    return ref.kind == "object" and ref.environment != current_environment()

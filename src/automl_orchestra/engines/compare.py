@@ -27,7 +27,14 @@ import pandas as pd
 
 from automl_orchestra.engines import params as p
 from automl_orchestra.engines import registry
-from automl_orchestra.engines.base import StepContext, StepError, StepResult, current_environment, load_engine
+from automl_orchestra.engines.base import (
+    StepContext,
+    StepError,
+    StepResult,
+    current_environment,
+    foreign_object,
+    load_engine,
+)
 from automl_orchestra.engines.calls import MethodEngine, as_scalar
 from automl_orchestra.engines.foreign import Predictions, predict_elsewhere
 from automl_orchestra.engines.values import list_files
@@ -150,7 +157,7 @@ def _score(
     try:
         ctx.progress(None, f"scoring {candidate.engine} on {len(holdout)} holdout rows")
         ref = ctx.job.inputs[candidate.step]
-        if ref.kind == "object" and ref.environment != current_environment():
+        if foreign_object(ref):
             predictions = predict_elsewhere(ctx, ref, holdout, probabilities=task == "classification")
         else:
             predictions = predict_here(ctx.load_step(candidate.step), holdout, task)
