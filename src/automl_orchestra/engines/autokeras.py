@@ -60,6 +60,8 @@ TRIALS_FILE = "trials.json"
 RESERVED_PARAMETERS = frozenset({"directory", "project_name"})
 # Orchestra's own model parameters (camelCase, so they never clash with AutoKeras' snake_case ones).
 TRIAL_TIMEOUT = "trialTimeout"
+# The trial table's columns shown on the step while a search runs (no histories or hyperparameters).
+SUMMARY_KEYS = ("trial", "status", "reason", "architecture", "parameterCount", "epochs", "seconds", "peakMemoryMb")
 # Below this many seconds left in the budget, no new trial is started.
 MIN_TRIAL_S = 5.0
 # Loading the best model and saving it after the search.
@@ -536,17 +538,10 @@ class _TrialRecord:
         self.peak_memory_mb = round(outcome.peak_memory_mb, 1)
 
     def summary(self) -> dict[str, Any]:
-        return {
-            "trial": self.number,
-            "status": self.status,
-            "reason": self.reason,
-            "architecture": self.architecture,
-            "parameterCount": self.parameters,
-            "epochs": len(self.epochs),
-            "lastEpoch": self.epochs[-1] if self.epochs else None,
-            "seconds": self.seconds,
-            "peakMemoryMb": self.peak_memory_mb,
-        }
+        """The leaderboard row's light columns and the last epoch's metrics (the step's live trial table)."""
+        row = self.row()
+        light = {key: row[key] for key in SUMMARY_KEYS}
+        return {**light, "lastEpoch": self.epochs[-1] if self.epochs else None}
 
     def row(self) -> dict[str, Any]:
         score = self.search.score(self.epochs) if self.status == "completed" else None
