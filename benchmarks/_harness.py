@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, Self
 
 import httpx
 import psutil
@@ -212,25 +212,15 @@ def run_step(
 # ----- memory ---------------------------------------------------------------------------------------
 
 
-class RssSampler:
-    """Samples the resident memory of a process (and, with ``tree``, its descendants) in a thread.
+class PeriodicSampler:
+    """Calls ``sample()`` on entering, every ``interval_s`` in a thread, and on leaving a ``with`` block."""
 
-    ``peak`` is the largest sum seen, ``at_peak`` the per-process RSS at that moment, ``first`` the first
-    sample (the baseline). Use as a context manager around what is measured.
-    """
-
-    def __init__(self, pid: int, *, tree: bool = True, interval_s: float = 0.05) -> None:
-        self.root = psutil.Process(pid)
-        self.tree = tree
+    def __init__(self, interval_s: float) -> None:
         self.interval_s = interval_s
-        self.peak = 0
-        self.first: int | None = None
-        self.at_peak: dict[int, int] = {}
-        self.samples = 0
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, daemon=True, name="rss-sampler")
+        self._thread = threading.Thread(target=self._loop, daemon=True, name=type(self).__name__)
 
-    def __enter__(self) -> RssSampler:
+    def __enter__(self) -> Self:
         self.sample()
         self._thread.start()
         return self
@@ -243,6 +233,26 @@ class RssSampler:
     def _loop(self) -> None:
         while not self._stop.wait(self.interval_s):
             self.sample()
+
+    def sample(self) -> None:
+        raise NotImplementedError
+
+
+class RssSampler(PeriodicSampler):
+    """Samples the resident memory of a process (and, with ``tree``, its descendants) in a thread.
+
+    ``peak`` is the largest sum seen, ``at_peak`` the per-process RSS at that moment, ``first`` the first
+    sample (the baseline). Use as a context manager around what is measured.
+    """
+
+    def __init__(self, pid: int, *, tree: bool = True, interval_s: float = 0.05) -> None:
+        super().__init__(interval_s)
+        self.root = psutil.Process(pid)
+        self.tree = tree
+        self.peak = 0
+        self.first: int | None = None
+        self.at_peak: dict[int, int] = {}
+        self.samples = 0
 
     def sample(self) -> None:
         sizes = rss_by_pid(self.root, self.tree)

@@ -36,6 +36,7 @@ from typing import Any
 import psutil
 
 from benchmarks._harness import (
+    PeriodicSampler,
     RssSampler,
     ScriptRun,
     Server,
@@ -70,38 +71,26 @@ response = {"train_images": x[order[:cut]], "train_labels": y[order[:cut]],
 TEST = {"x": "$mnist_load.test_images", "y": "$mnist_load.test_labels"}
 
 
-class PssSampler:
+class PssSampler(PeriodicSampler):
     """Peak of the summed proportional set size (shared pages split between their processes) of a tree,
     and of the step's own processes in it: those below a worker (the forked job and its trial child)."""
 
     def __init__(self, pid: int, interval_s: float = 0.5) -> None:
+        super().__init__(interval_s)
         self.root = psutil.Process(pid)
-        self.interval_s = interval_s
         self.peak = 0
         self.job_peak = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, daemon=True)
 
-    def __enter__(self) -> PssSampler:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self._stop.set()
-        self._thread.join()
-
-    def _loop(self) -> None:
-        while not self._stop.is_set():
-            workers = self.root.children()
-            jobs = [job for worker in workers for job in _safe_children(worker)]
-            self.peak = max(self.peak, _pss([self.root, *workers, *jobs]))
-            self.job_peak = max(self.job_peak, _pss(jobs))
-            self._stop.wait(self.interval_s)
+    def sample(self) -> None:
+        workers = _safe_children(self.root, recursive=False)
+        jobs = [job for worker in workers for job in _safe_children(worker)]
+        self.peak = max(self.peak, _pss([self.root, *workers, *jobs]))
+        self.job_peak = max(self.job_peak, _pss(jobs))
 
 
-def _safe_children(process: psutil.Process) -> list[psutil.Process]:
+def _safe_children(process: psutil.Process, recursive: bool = True) -> list[psutil.Process]:
     try:
-        return list(process.children(recursive=True))
+        return list(process.children(recursive=recursive))
     except psutil.Error:
         return []
 
@@ -214,29 +203,22 @@ def run_automl(npz: Path, samples: int, budget: float, trials: int, epochs: int)
         }
 
 
-class HealthProbe:
+class HealthProbe(PeriodicSampler):
     """``GET /health`` every half second while a search runs: the machine must stay responsive."""
 
     def __init__(self, server: Server) -> None:
-        self.server = server
+        super().__init__(0.5)
+        self.client = server.client(timeout=60)
         self.latencies: list[float] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, daemon=True)
-
-    def __enter__(self) -> HealthProbe:
-        self._thread.start()
-        return self
 
     def __exit__(self, *exc_info: object) -> None:
-        self._stop.set()
-        self._thread.join()
+        super().__exit__(*exc_info)
+        self.client.close()
 
-    def _loop(self) -> None:
-        with self.server.client(timeout=60) as client:
-            while not self._stop.wait(0.5):
-                began = time.perf_counter()
-                client.health()
-                self.latencies.append(time.perf_counter() - began)
+    def sample(self) -> None:
+        began = time.perf_counter()
+        self.client.health()
+        self.latencies.append(time.perf_counter() - began)
 
     def summary(self) -> dict[str, float]:
         ordered = sorted(self.latencies) or [0.0]
