@@ -47,18 +47,24 @@ def ak_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerHandle
     handle.stop()
 
 
+def two_trial_classifier(name: str, trial_timeout: float) -> dict:
+    """A model/autokeras body: AutoKeras' own ImageClassifier, whose trial 1 is a small CNN and trial 2 a
+    ResNet50 that upscales the 8x8 images to ImageNet size."""
+    parameters = {"overwrite": True, "max_trials": 2, "seed": 1, "trialTimeout": trial_timeout}
+    return {
+        "name": name,
+        "modulePath": "autokeras.tasks.image",
+        "class": "ImageClassifier",
+        "classParameters": parameters,
+    }
+
+
 def test_appendix_b_flow_keeps_the_best_model_when_a_trial_hits_a_limit(ak_server: ServerHandle) -> None:
     with ak_server.client(timeout=120) as http:
         # AutoKeras' own ImageClassifier: trial 1 is a small CNN, trial 2 a ResNet50 that upscales the 8x8
         # images to ImageNet size: it cannot finish within its 15 s, and on an idle machine it reaches the
         # step's 4 GB memory limit even sooner. Either way it is stopped and the search goes on.
-        model = {
-            "name": "ak",
-            "modulePath": "autokeras.tasks.image",
-            "class": "ImageClassifier",
-            "classParameters": {"overwrite": True, "max_trials": 2, "seed": 1, "trialTimeout": 15},
-        }
-        assert run(ak_server, http, "/model/autokeras", model)["maxTrials"] == 2
+        assert run(ak_server, http, "/model/autokeras", two_trial_classifier("ak", 15))["maxTrials"] == 2
         fit = {
             "name": "ak_fit",
             "modelName": "ak",
@@ -112,13 +118,7 @@ def test_a_cancelled_search_ends_with_the_best_model_so_far(ak_server: ServerHan
     with ak_server.client(timeout=120) as http:
         # Trial 1 (a small CNN) completes; the cancel arrives while trial 2 (the ResNet50) runs, with a time
         # and memory allowance it will not reach in the few seconds before the cancel.
-        model = {
-            "name": "ak_stop",
-            "modulePath": "autokeras.tasks.image",
-            "class": "ImageClassifier",
-            "classParameters": {"overwrite": True, "max_trials": 2, "seed": 1, "trialTimeout": 300},
-        }
-        run(ak_server, http, "/model/autokeras", model)
+        run(ak_server, http, "/model/autokeras", two_trial_classifier("ak_stop", 300))
         fit = {
             "name": "ak_stop_fit",
             "parentName": "ak_stop",
