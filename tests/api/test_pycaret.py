@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 import pandas as pd
 import pytest
-from sklearn.datasets import load_diabetes, load_iris
+from sklearn.datasets import load_diabetes, load_iris, make_classification
 
 from automl_orchestra.client import BuilderPycaret
 from tests.api.helpers import content, run, upload
@@ -190,6 +190,26 @@ def test_automl_pycaret_excludes_identifiers_and_predicts(
     run(pycaret_server, http, "/predict/pycaret", predict)
     rows = content(http, "/predict/pycaret/pc_auto_pred", limit=100)[1:]
     assert len(rows) == 80 and set(rows[0]) == {"Survived"}
+
+
+def test_automl_pycaret_stops_a_model_at_the_budget_and_keeps_the_finished_ones(
+    pycaret_server: ServerHandle, http: httpx.Client, tmp_path: Path
+) -> None:
+    # Gradient boosting on 30k x 40 cannot cross-validate within the 12 s compare share of a 20 s budget;
+    # PyCaret's own budget_time would let it run on after the budget.
+    X, y = make_classification(n_samples=30_000, n_features=40, n_informative=10, random_state=0)
+    frame = pd.DataFrame(X, columns=[f"x{i}" for i in range(40)]).assign(label=y)
+    frame.to_csv(tmp_path / "wide.csv", index=False)
+    upload(http, "pc_wide", tmp_path / "wide.csv")
+    assert pycaret_server.wait("pc_wide")["status"] == "finished"
+    options = {"compare_models": {"include": ["dt", "gbc"]}}
+    body = {"name": "pc_bounded", "parentName": "pc_wide", "target": "label", "timeBudget": 20, "cv": 3}
+    auto = run(pycaret_server, http, "/automl/pycaret", {**body, "options": options})
+    assert auto["bestLearner"] == "DecisionTreeClassifier" and auto["folds"] == 3
+    assert auto["searchSeconds"] <= 20 * 1.05
+    board = {row["id"]: row for row in content(http, "/dataset/leaderboard/pc_bounded_leaderboard", limit=10)[1:]}
+    assert board["dt"]["status"] == "finished" and board["dt"]["Accuracy"] > 0.7
+    assert board["gbc"]["status"] == "stopped" and "time limit" in board["gbc"]["reason"]
 
 
 def test_regression_clustering_and_anomaly_experiments(

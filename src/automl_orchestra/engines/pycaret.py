@@ -28,6 +28,7 @@ import math
 import time
 import warnings
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +38,7 @@ import pandas as pd
 from automl_orchestra.engines import params as p
 from automl_orchestra.engines.automl import AutoMLRequest, training_data
 from automl_orchestra.engines.base import Engine, StepContext, StepError, StepResult
+from automl_orchestra.engines.bounded import run_bounded
 from automl_orchestra.engines.calls import as_scalar, call_method, method_kwargs, qualified_name, shape_output
 from automl_orchestra.engines.python_code import run_builder
 from automl_orchestra.engines.values import readable_json
@@ -72,8 +74,20 @@ METRIC_NAMES = {
     "mape": "MAPE",
 }
 DEFAULT_METRIC = {"classification": "Accuracy", "regression": "R2"}
-# Share of the automl budget for compare_models; tuning the winner gets the rest.
+# Share of the automl budget for comparing models; tuning the winner and refitting it get the rest.
 COMPARE_SHARE = 0.6
+# Tried first: strong and quick on tables.
+QUICK_FIRST = ("lightgbm", "lr", "rf", "et", "dt", "lda", "nb", "ridge", "ada", "gbc")
+# Below SHORT_BUDGET_S of budget, cross-validation uses fewer folds than PyCaret's 10, so that more than one
+# or two models fit in the budget on a table of tens of thousands of rows.
+SHORT_BUDGET_S = 300.0
+SHORT_BUDGET_FOLDS = 5
+# finalize_model's fit, relative to one fold's: more rows (the holdout ones too).
+FINALIZE_FACTOR = 1.5
+# One tuning iteration relative to the winner's cross-validation (other hyperparameters may be slower).
+TUNE_MARGIN = 1.5
+# Scoring the holdout rows, saving the model and the leaderboard, after the search.
+FINISH_S = 3.0
 
 
 class PycaretEngine(Engine):
@@ -348,7 +362,8 @@ def grid_metrics(grid: pd.DataFrame) -> dict[str, float]:
 
 
 def run_automl(ctx: StepContext) -> StepResult:
-    """compare_models within a share of the budget, tune the winner with what is left, finalize it."""
+    """Cross-validate PyCaret's models within a share of the budget, tune the winner with what is left,
+    finalize it if that fits too. Every model fit runs bounded (:func:`run_bounded`), so the budget holds."""
     started = ctx.started  # the budget is the whole step's
     request = AutoMLRequest(ctx)
     data = training_data(ctx, request)
@@ -357,33 +372,29 @@ def run_automl(ctx: StepContext) -> StepResult:
     experiment = new_experiment(TASK_EXPERIMENTS[request.task], {})
     sort = pycaret_metric(request.metric, request.task)
     cv = ctx.params.get("cv")
+    folds = int(cv) if cv else (SHORT_BUDGET_FOLDS if request.time_budget < SHORT_BUDGET_S else 10)
     setup = {
         "data": frame,
         "target": request.target,
         "session_id": request.seed,
-        **({"fold": int(cv)} if cv else {}),
+        "fold": folds,
         **p.optional_dict(options, "setup"),
     }
     ctx.progress(0.02, "setup")
     call_method(experiment, "setup", _setup_defaults(experiment, setup, ctx))
-    compare_budget = COMPARE_SHARE * request.time_budget - (time.monotonic() - started)
-    ctx.progress(0.05, "compare_models")
-    compare = {"sort": sort, "budget_time": max(compare_budget, 1.0) / 60.0, "n_select": 1, "errors": "ignore"}
-    compare.update(p.optional_dict(options, "compare_models"))
-    best, leaderboard = _call_showing(
-        experiment, "compare_models", _quiet_kwargs(experiment, "compare_models", compare)
-    )
-    if isinstance(best, list):
-        best = best[0] if best else None
-    if best is None:
-        raise StepError("compare_models trained no model within the budget; raise timeBudget")
-    remaining = request.time_budget - (time.monotonic() - started)
-    per_iteration = _fit_seconds(leaderboard) * int(setup.get("fold", 10))
-    tuned, tuning = _tune(ctx, experiment, best, sort, per_iteration, remaining)
-    ctx.progress(0.9, "finalize_model")
+    folds = int(setup["fold"])
+    compare = _Compare(ctx, experiment, sort, started + COMPARE_SHARE * request.time_budget)
+    best = compare.run(p.optional_dict(options, "compare_models"))
+    deadline = started + request.time_budget - FINISH_S
+    # One fit on every row (finalize_model) costs about one fold's fit on a bit more data.
+    finalize_s = FINALIZE_FACTOR * best.seconds * min(ctx.cpus, folds) / folds
+    tuned, tuning = _tune(ctx, experiment, best, sort, deadline - finalize_s)
     holdout = _holdout_metrics(experiment, tuned)
-    final = call_method(experiment, "finalize_model", {"estimator": tuned})
-    cv_metrics = tuning or (grid_metrics(leaderboard) if leaderboard is not None else {})
+    final, finalized = tuned, "not enough time left in the budget to refit on every row"
+    if deadline - time.monotonic() > finalize_s:
+        ctx.progress(0.9, "finalize_model")
+        final, finalized = call_method(experiment, "finalize_model", {"estimator": tuned}), "refit on every row"
+    cv_metrics = tuning or best.metrics
     metrics = {**{f"cv_{k}": v for k, v in cv_metrics.items()}, **{f"holdout_{k}": v for k, v in holdout.items()}}
     best_score = as_scalar(cv_metrics.get(sort))
     if best_score is not None:
@@ -397,15 +408,104 @@ def run_automl(ctx: StepContext) -> StepResult:
         "metric": sort,
         "model": readable_json(tuned),
         "sort": sort,
+        "folds": folds,
         "tuned": bool(tuning),
+        "finalized": finalized,
         "features": data.decision.used,
         "excludedColumns": data.decision.excluded,
         "holdout": holdout,
         "searchSeconds": round(time.monotonic() - started, 2),
     }
-    derived = {"leaderboard": leaderboard if leaderboard is not None else pd.DataFrame({"note": ["no grid"]})}
     model = PycaretModel(final, frame.drop(columns=[request.target]), request.target)
-    return StepResult(value=model, metadata=metadata, metrics=metrics, derived=derived)
+    return StepResult(value=model, metadata=metadata, metrics=metrics, derived={"leaderboard": compare.leaderboard()})
+
+
+@dataclass
+class _Candidate:
+    model_id: str
+    model: Any
+    metrics: dict[str, float]
+    seconds: float  # wall time of its cross-validation and fit
+
+
+class _Compare:
+    """``compare_models``, one model at a time, each stopped at the compare deadline.
+
+    PyCaret's ``budget_time`` is checked between models only: on bank marketing (41k rows) the model under
+    way when it ran out took the step to 1.09x its budget."""
+
+    def __init__(self, ctx: StepContext, experiment: Any, sort: str, deadline: float) -> None:
+        self.ctx, self.experiment, self.sort, self.deadline = ctx, experiment, sort, deadline
+        self.rows: list[dict[str, Any]] = []
+        self.candidates: list[_Candidate] = []
+        self.models = experiment.models()
+        metrics = experiment.get_metrics()
+        greater = dict(zip(metrics["Display Name"], metrics["Greater is Better"], strict=True))
+        self.greater_is_better = bool(greater.get(sort, True))
+
+    def run(self, options: dict[str, Any]) -> _Candidate:
+        kwargs = dict(options)
+        ids = candidate_ids(
+            self.models, kwargs.pop("include", None), kwargs.pop("exclude", None), kwargs.pop("turbo", True)
+        )
+        accepted = set(inspect.signature(self.experiment.create_model).parameters) - {"estimator", "verbose"}
+        ignored = sorted(set(kwargs) - accepted)
+        if ignored:
+            print(f"compare_models options not used when each model runs bounded: {ignored}", flush=True)
+        create = {k: v for k, v in kwargs.items() if k in accepted}
+        for index, model_id in enumerate(ids):
+            self.ctx.progress(0.05 + 0.5 * index / len(ids), f"create_model({model_id!r})")
+            self._try(model_id, create)
+        if not self.candidates:
+            raise StepError("compare_models trained no model within the budget; raise timeBudget")
+        sign = 1.0 if self.greater_is_better else -1.0
+        return max(self.candidates, key=lambda c: sign * c.metrics.get(self.sort, -sign * math.inf))
+
+    def _try(self, model_id: str, create: dict[str, Any]) -> None:
+        name = str(self.models.loc[model_id, "Name"]) if model_id in self.models.index else model_id
+        left = self.deadline - time.monotonic()
+        if left < 1.0:
+            self.rows.append({"id": model_id, "Model": name, "status": "skipped", "reason": "the budget was spent"})
+            return
+        begun = time.monotonic()
+        done, outcome = run_bounded(
+            lambda: _create_model(self.experiment, model_id, create), left, self.ctx.work_dir / "candidate.joblib"
+        )
+        seconds = round(time.monotonic() - begun, 2)
+        if not done:
+            print(f"{model_id}: {outcome}", flush=True)
+            status = "stopped" if outcome.startswith("stopped") else "failed"
+            self.rows.append({"id": model_id, "Model": name, "TT (Sec)": seconds, "status": status, "reason": outcome})
+            return
+        model, metrics = outcome
+        self.candidates.append(_Candidate(model_id, model, metrics, seconds))
+        self.rows.append({"id": model_id, "Model": name, **metrics, "TT (Sec)": seconds, "status": "finished"})
+        print(f"{model_id}: cv {self.sort} {metrics.get(self.sort)} in {seconds:.1f} s", flush=True)
+
+    def leaderboard(self) -> pd.DataFrame:
+        board = pd.DataFrame(self.rows)
+        if self.sort in board.columns:
+            board = board.sort_values(self.sort, ascending=not self.greater_is_better, na_position="last")
+        return board.reset_index(drop=True)
+
+
+def candidate_ids(models: pd.DataFrame, include: Any, exclude: Any, turbo: Any) -> list[str]:
+    """The models to compare, the quick and strong ones first (PyCaret's own order starts with knn and svm,
+    slow on large tables, and a short budget may end before the later ones)."""
+    if include:
+        return [str(model) for model in include]
+    available = [str(i) for i in models.index if not turbo or bool(models.loc[i, "Turbo"])]
+    available = [i for i in available if i not in set(exclude or ())]
+    first = [i for i in QUICK_FIRST if i in available]
+    return first + [i for i in available if i not in first]
+
+
+def _create_model(experiment: Any, model_id: str, kwargs: dict[str, Any]) -> tuple[Any, dict[str, float]]:
+    """In the bounded child: the model cross-validated and fitted on the training split, and its CV means."""
+    model, grid = _call_showing(
+        experiment, "create_model", _quiet_kwargs(experiment, "create_model", {"estimator": model_id, **kwargs})
+    )
+    return model, grid_metrics(grid) if grid is not None else {}
 
 
 def pycaret_metric(metric: str, task: str) -> str:
@@ -415,27 +515,27 @@ def pycaret_metric(metric: str, task: str) -> str:
 
 
 def _tune(
-    ctx: StepContext, experiment: Any, best: Any, sort: str, seconds_per_iteration: float, remaining: float
+    ctx: StepContext, experiment: Any, best: _Candidate, sort: str, deadline: float
 ) -> tuple[Any, dict[str, float]]:
-    """tune_model with as many iterations as the remaining time allows (PyCaret has no time limit for it):
-    one iteration costs about folds x the winner's fit time in the compare grid."""
-    # Keep time for finalize_model (one more fit, on every row) and the holdout predictions.
-    usable = remaining - 5.0 - seconds_per_iteration
-    n_iter = min(50, int(usable / max(1.5 * seconds_per_iteration, 0.05)))
+    """tune_model with as many iterations as the time left allows (one costs about one cross-validation of
+    the winner), stopped at ``deadline`` (PyCaret has no time limit for it): the untuned winner stays then."""
+    left = deadline - time.monotonic()
+    n_iter = min(50, int(left / max(TUNE_MARGIN * best.seconds, 0.05)))
     if n_iter < 2:
-        print(f"not tuning {type(best).__name__}: {remaining:.0f} s left is too little", flush=True)
-        return best, {}
+        print(f"not tuning {best.model_id}: {max(left, 0):.0f} s left is too little", flush=True)
+        return best.model, {}
     ctx.progress(0.6, f"tune_model ({n_iter} iterations)")
-    kwargs = {"estimator": best, "n_iter": n_iter, "optimize": sort, "choose_better": True}
+    kwargs = {"estimator": best.model, "n_iter": n_iter, "optimize": sort, "choose_better": True}
+    done, outcome = run_bounded(lambda: _tune_model(experiment, kwargs), left, ctx.work_dir / "tuned.joblib")
+    if not done:
+        print(f"tune_model {outcome}; keeping the untuned {best.model_id}", flush=True)
+        return best.model, {}
+    return outcome
+
+
+def _tune_model(experiment: Any, kwargs: dict[str, Any]) -> tuple[Any, dict[str, float]]:
     tuned, grid = _call_showing(experiment, "tune_model", _quiet_kwargs(experiment, "tune_model", kwargs))
     return tuned, grid_metrics(grid) if grid is not None else {}
-
-
-def _fit_seconds(leaderboard: pd.DataFrame | None) -> float:
-    if leaderboard is None or "TT (Sec)" not in leaderboard.columns or leaderboard.empty:
-        return 1.0
-    value = as_scalar(leaderboard["TT (Sec)"].iloc[0])
-    return max(value or 1.0, 0.01)
 
 
 def _holdout_metrics(experiment: Any, model: Any) -> dict[str, float]:

@@ -33,6 +33,7 @@ from automl_orchestra.engines import params as p
 from automl_orchestra.engines import registry
 from automl_orchestra.engines.automl import AutoMLRequest, training_data
 from automl_orchestra.engines.base import StepContext, StepError, StepResult
+from automl_orchestra.engines.bounded import run_bounded
 from automl_orchestra.engines.calls import MethodEngine, as_scalar, fitted_summary
 
 CODE_FILE = "pipeline.py"
@@ -404,35 +405,6 @@ def choose_winner(candidates: list[_Candidate]) -> tuple[_Candidate, str]:
         f"{baseline.name}: {rival.name}'s cv {rival.score:.4f} is within one standard error ({margin:.4f}) "
         f"of {baseline.name}'s {baseline.score:.4f}"
     )
-
-
-def run_bounded(work: Callable[[], Any], seconds: float, path: Path) -> tuple[bool, Any]:
-    """``work()`` in a forked child killed after ``seconds``: (True, its result), or (False, why not).
-
-    A computation in this process (a thread of TPOT's, a forest's cross-validation) cannot be interrupted;
-    a child process can, so the budget holds. The child is forked (no re-import of ``__main__``), in the
-    worker's process group, so the supervisor's limits cover it too."""
-    import multiprocessing
-
-    import joblib
-
-    path.unlink(missing_ok=True)
-    process = multiprocessing.get_context("fork").Process(target=_bounded_child, args=(work, path), daemon=True)
-    process.start()
-    process.join(max(seconds, 0.0))
-    if process.is_alive():
-        process.kill()
-        process.join()
-        return False, f"stopped at its time limit ({seconds:.0f} s)"
-    if process.exitcode != 0 or not path.exists():
-        return False, f"failed (exit code {process.exitcode}); see the step's log"
-    return True, joblib.load(path)
-
-
-def _bounded_child(work: Callable[[], Any], path: Path) -> None:
-    import joblib
-
-    joblib.dump(work(), path)
 
 
 def fit_tpot_bounded(
