@@ -172,6 +172,9 @@ def test_automl_on_a_table_of_pixel_columns(ak_server: ServerHandle) -> None:
         }
         document = run(ak_server, http, "/automl/autokeras", body)
         assert document["input"] == "image" and document["trialsCompleted"] == 1
+        # the best architecture was retrained on the training and validation rows, and that model is kept
+        assert document["refit"]["status"] == "used" and document["refit"]["rows"] == 300
+        assert document["refit"]["epochs"] in (1, 2)
         board = content(http, "/dataset/leaderboard/ak_auto_leaderboard")[1:]
         assert len(board) == 1 and board[0]["architecture"] == "cnn 1x2"  # AutoKeras' first image trial
         assert json.loads(board[0]["hyperparameters"])["image_block_1/conv_block_1/filters_0_1"] == 64

@@ -13,8 +13,10 @@ What this adds to calling AutoKeras directly is a search that cannot take the ma
 
 After the search AutoKeras 3.0 re-trains the best architecture on all data (``final_fit``) and saves that
 model, but its own ``predict``/``evaluate``/``export_model`` never use it: they load the best trial's
-checkpoint (``AutoTuner.get_best_model``). This engine keeps exactly that model and skips the refit, so its
-results equal AutoKeras' own and the search costs one full training less.
+checkpoint (``AutoTuner.get_best_model``). ``train/autokeras`` keeps exactly that model and skips the refit,
+so its results equal AutoKeras' own and the search costs one full training less. ``automl/autokeras``
+(``refit``, default true) does the refit when it fits in the budget -- the best trial's architecture on
+the training and validation rows, for its best number of epochs, under the trial limits -- and uses it.
 
 The model step stores a recipe (``spec.json``); a trained step stores the best model in Keras' native
 format (``model.keras``), AutoKeras' preprocessing pipeline (``pipeline.json``) and the trial table
@@ -66,6 +68,8 @@ SUMMARY_KEYS = ("trial", "status", "reason", "architecture", "parameterCount", "
 MIN_TRIAL_S = 5.0
 # Loading the best model and saving it after the search.
 FINISH_S = 10.0
+# Added to a refit's estimated time (the child's start, the pipeline's fit on every row, saving).
+REFIT_MARGIN_S = 15.0
 FIT_KEYS_REFUSED = frozenset({"callbacks"})  # objects: not expressible in JSON, and a code path into the worker
 # AutoKeras' first image-classifier trial (tuners/task_specific.py), without the choices the small-image
 # search space fixes: the greedy search starts from a configuration known to work well.
@@ -281,7 +285,7 @@ class AutoKerasEngine(MethodEngine):
         spec = automl_spec(settings, kind, x)
         kwargs: dict[str, Any] = {"x": x, "y": y, "epochs": settings.epochs, "validation_split": settings.validation}
         deadline = settings.deadline - FINISH_S
-        result = search(ctx, spec, kwargs, deadline)
+        result = search(ctx, spec, kwargs, deadline, refit=settings.refit)
         inputs = {"features": features, "imageShape": settings.image_shape if features else None}
         result.value.info.update(inputs)
         result.metadata.update({"task": settings.task, "input": kind, "timeBudget": settings.time_budget, **inputs})
@@ -341,12 +345,17 @@ def load_autokeras_model(autokeras: Any, path: Path) -> Any:
 # ----- the search ------------------------------------------------------------------------------------
 
 
-def search(ctx: StepContext, spec: AutoKerasSpec, fit_kwargs: dict[str, Any], deadline: float) -> StepResult:
+def search(
+    ctx: StepContext, spec: AutoKerasSpec, fit_kwargs: dict[str, Any], deadline: float, refit: bool = False
+) -> StepResult:
+    """Run the search (``fit``); with ``refit``, the best architecture is then retrained on the training and
+    validation rows when that fits in the time left (:meth:`_Search.final_fit`)."""
     autokeras = import_autokeras()
     trial_process.orchestrating_threads()
     auto = spec.build(ctx.work_dir / "autokeras")
     fit_kwargs.setdefault("verbose", 2)
-    run = _Search(ctx, auto, deadline, spec.trial_timeout)
+    run = _Search(ctx, auto, deadline, spec.trial_timeout, refit)
+    run.validation_split = float(fit_kwargs.get("validation_split") or 0.0)
     run.install()
     keras = import_keras()
     # This process only orchestrates and forks the trials; on a GPU machine it must not initialise CUDA
@@ -370,6 +379,8 @@ def search(ctx: StepContext, spec: AutoKerasSpec, fit_kwargs: dict[str, Any], de
     }
     if run.stopped:
         info["stopped"] = run.stopped
+    if run.refit_info:
+        info["refit"] = run.refit_info
     metrics = {"bestScore": info["bestScore"], "trialsCompleted": info["trialsCompleted"]}
     metrics.update({f"best_{k}": v for k, v in run.best_epoch_logs(int(best["trial"])).items()})
     trials = json.loads(board.to_json(orient="records"))  # NaN (no score yet) as null
@@ -378,10 +389,15 @@ def search(ctx: StepContext, spec: AutoKerasSpec, fit_kwargs: dict[str, Any], de
 
 
 class _Search:
-    """Hooks into AutoKeras' tuner: each trial in a limited child, the budget, no unused refit."""
+    """Hooks into AutoKeras' tuner: each trial in a limited child, the budget, a refit only when it is used."""
 
-    def __init__(self, ctx: StepContext, auto: Any, deadline: float, trial_timeout: float | None) -> None:
+    def __init__(
+        self, ctx: StepContext, auto: Any, deadline: float, trial_timeout: float | None, refit: bool = False
+    ) -> None:
         self.ctx = ctx
+        self.refit = refit
+        self.refit_info: dict[str, Any] = {}
+        self.validation_split = 0.0
         self.auto = auto
         self.tuner = auto.tuner
         self.deadline = deadline
@@ -390,6 +406,7 @@ class _Search:
         self.objective_name = str(self.tuner.oracle.objective.name)
         self._minimize = str(self.tuner.oracle.objective.direction) == "min"
         self._run_trial = self.tuner.run_trial
+        self._final_fit = self.tuner.final_fit
         self.stopped = ""  # why the search ended before its trials or budget were spent
 
     def install(self) -> None:
@@ -397,7 +414,7 @@ class _Search:
         self.tuner.oracle.max_consecutive_failed_trials = 1_000_000
         self.tuner.run_trial = self.run_trial
         self.tuner.pre_create_trial = self.check_budget
-        self.tuner.final_fit = self.best_without_refit
+        self.tuner.final_fit = self.final_fit
 
     def check_budget(self) -> None:
         left = self.deadline - time.monotonic()
@@ -451,8 +468,68 @@ class _Search:
             histories.append(history)
         return histories
 
+    def final_fit(self, **kwargs: Any) -> tuple[Any, Any, None]:
+        """AutoKeras retrains the best architecture on the training and validation rows here, then predicts
+        with the best trial's model anyway (module docstring). With ``refit`` (``automl/autokeras``) the
+        retrained model is used: trained like a trial, under the same limits, for the best trial's best
+        number of epochs, when that fits in the time left. Otherwise the refit is skipped."""
+        if self.refit:
+            refitted = self._refit(kwargs)
+            if refitted is not None:
+                return refitted
+        return self.best_without_refit()
+
+    def _refit(self, kwargs: dict[str, Any]) -> tuple[Any, Any, None] | None:
+        import keras
+        from autokeras import pipeline as pipeline_module
+
+        best = self.tuner.oracle.get_best_trials(1)
+        record = next((r for r in self.records if best and r.trial_id == str(best[0].trial_id)), None)
+        if record is None or not record.epochs or self.ctx.stop_requested():
+            self.refit_info = {"status": "skipped", "reason": "no completed trial to refit, or cancelled"}
+            return None
+        epochs = record.best_epoch()
+        inputs = kwargs["x"]
+        rows = len(inputs[0] if isinstance(inputs, list | tuple) else inputs)  # training and validation rows
+        more_rows = 1.0 / (1.0 - self.validation_split)
+        estimate = record.seconds / len(record.epochs) * epochs * more_rows + REFIT_MARGIN_S
+        left = self.deadline - time.monotonic()
+        self.refit_info = {"trial": record.number, "epochs": epochs, "rows": rows, "estimatedSeconds": round(estimate)}
+        if estimate > left:
+            self.refit_info.update(status="skipped", reason=f"needs about {estimate:.0f} s, {left:.0f} s are left")
+            print(f"refit skipped: {self.refit_info['reason']}", flush=True)
+            return None
+        self.tuner.hypermodel.set_fit_args(0, epochs=epochs)
+        refit_dir = self.ctx.work_dir / "trials" / "refit"
+        self.ctx.progress(0.95, f"refit of trial {record.number} on {rows} rows, {epochs} epochs")
+
+        def work(emit: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
+            arguments = {**kwargs, "epochs": epochs, "callbacks": [*kwargs.get("callbacks", []), _reporter(emit)]}
+            with keras.device(device()):
+                pipeline, model, _ = self._final_fit(**arguments)
+            model.save(refit_dir / MODEL_FILE)
+            pipeline.save(str(refit_dir / PIPELINE_FILE))
+            return {}
+
+        def on_event(event: dict[str, Any]) -> None:
+            if event.get("event") == "epoch":
+                self.ctx.progress(None, f"refit epoch {event.get('epoch')}/{epochs}: loss {event['logs'].get('loss')}")
+
+        limits = trial_process.TrialLimits(left, float(self.ctx.job.limits.memory_mb))
+        outcome = trial_process.run_trial(
+            work, limits, refit_dir, self.ctx.cpus, on_event, should_stop=self.ctx.stop_requested
+        )
+        self.refit_info.update(seconds=outcome.seconds, peakMemoryMb=round(outcome.peak_memory_mb, 1))
+        if not outcome.ok:
+            self.refit_info.update(status="failed", reason=outcome.reason)
+            print(f"refit failed, keeping trial {record.number}'s model: {outcome.reason}", flush=True)
+            return None
+        self.refit_info["status"] = "used"
+        model = load_autokeras_model(import_autokeras(), refit_dir / MODEL_FILE)
+        return pipeline_module.load_pipeline(str(refit_dir / PIPELINE_FILE)), model, None
+
     def best_without_refit(self, **_kwargs: Any) -> tuple[Any, Any, None]:
-        """AutoKeras' refit result is never used by its predict/evaluate (module docstring): skip it."""
+        """The best trial's model and pipeline, as AutoKeras' predict/evaluate use them."""
         from autokeras import pipeline as pipeline_module
 
         best = self.tuner.oracle.get_best_trials(1)
@@ -516,6 +593,16 @@ class _TrialRecord:
         self.epochs: list[dict[str, float]] = []
         self.seconds = 0.0
         self.peak_memory_mb = 0.0
+
+    def best_epoch(self) -> int:
+        """The epoch (from 1) with the best objective, else the last one."""
+        scored = [
+            (i, e[self.search.objective_name]) for i, e in enumerate(self.epochs, 1) if self.search.objective_name in e
+        ]
+        if not scored:
+            return max(1, len(self.epochs))
+        pick = min if self.search._minimize else max
+        return pick(scored, key=lambda pair: pair[1])[0]
 
     def on_event(self, event: dict[str, Any]) -> None:
         if event.get("event") == "start":
@@ -614,6 +701,7 @@ class AutoKerasRequest(AutoMLRequest):
         self.validation = p.optional_number(params, "validationSplit", 0.1, minimum=0.01)
         if self.validation >= 0.9:
             raise StepError("validationSplit must be below 0.9")
+        self.refit = p.optional_bool(params, "refit", True)
         timeout = params.get("trialTimeout")
         self.trial_timeout = float(timeout) if isinstance(timeout, int | float) and timeout > 0 else None
 

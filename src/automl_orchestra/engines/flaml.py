@@ -205,8 +205,14 @@ class _AutomlSettings(AutoMLRequest):
         parallel: dict[str, Any] = {}
         if self.parallel_trials > 1:
             # FLAML hands concurrent trials to Ray Tune; our callback sees where each one ran. Tune's files go
-            # to the step's work directory instead of ~/ray_results.
-            tune_args = {"callbacks": [nodes.callback()], "storage_path": str(ctx.work_dir / "ray_results")}
+            # to the step's work directory instead of ~/ray_results. Tune starts a new actor process per trial
+            # unless told to reuse them: with FLAML's many short trials that start-up was most of the budget
+            # (17 trials in 60 s on adult against 172 sequentially).
+            tune_args = {
+                "callbacks": [nodes.callback()],
+                "storage_path": str(ctx.work_dir / "ray_results"),
+                "reuse_actors": True,
+            }
             parallel = {"n_concurrent_trials": self.parallel_trials, "use_ray": tune_args}
         return {
             "task": self.task,
