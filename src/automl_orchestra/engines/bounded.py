@@ -8,6 +8,7 @@ between units of work, so a large unit overruns them. A child process can be sto
 from __future__ import annotations
 
 import contextlib
+import gc
 import multiprocessing
 from collections.abc import Callable
 from pathlib import Path
@@ -26,6 +27,7 @@ def run_bounded(work: Callable[[], Any], seconds: float, path: Path) -> tuple[bo
 
     path.unlink(missing_ok=True)
     process = multiprocessing.get_context("fork").Process(target=_child, args=(work, path))
+    gc.freeze()  # the child's collections leave the inherited objects (and their shared pages) alone
     process.start()
     process.join(max(seconds, 0.0))
     if process.is_alive():

@@ -15,6 +15,7 @@ Parents therefore keep torch at one thread (:func:`orchestrating_threads`) and t
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import resource
@@ -87,6 +88,10 @@ def run_trial(
     for path in (events, result_file):
         path.unlink(missing_ok=True)
     started = time.monotonic()
+    # The child shares this process's memory until either writes to it; a garbage collection in the child
+    # would write to every object it inherited (copying their pages). Frozen objects are never collected:
+    # this process orchestrates one search and ends, so what it leaves uncollected goes with it.
+    gc.freeze()
     pid = os.fork()
     if pid == 0:  # pragma: no cover - the child ends with os._exit, coverage cannot see it
         _child(work, events, result_file, cpus)

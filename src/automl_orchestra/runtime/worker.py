@@ -13,6 +13,7 @@ itself never runs a job, so it stays a clean, preloaded template that is safe to
 from __future__ import annotations
 
 import contextlib
+import gc
 import importlib
 import json
 import os
@@ -40,6 +41,10 @@ def main() -> None:
     threading.Thread(target=_exit_with_parent, args=(os.getppid(),), daemon=True).start()
     _preload(os.environ.get("ORCHESTRA_PRELOAD", ""))
     forking = os.environ.get("ORCHESTRA_FORK_JOBS") == "1"
+    if forking:
+        # Jobs fork from this template: a garbage collection in a job would otherwise write to every
+        # preloaded object and copy its page; frozen, they stay shared (the template runs no job itself).
+        gc.freeze()
     _send(channel, {"type": "ready", "pid": os.getpid()})
     for line in sys.stdin:
         if not line.strip():
