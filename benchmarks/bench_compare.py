@@ -91,7 +91,8 @@ def compare_one(client: Any, dataset: str, budget: float, engines: list[str] | N
     timing = run_step(client, "automl", "compare", body)
     rows = client.content("dataset", "leaderboard", f"{name}_leaderboard", limit=100)[1:]
     finished = [row for row in rows if row["status"] == "finished"]
-    ratios = {row["engine"]: row["fitSeconds"] / budget for row in finished}
+    # Every engine holds the budget, one that failed too (it must fail within it, not run on).
+    ratios = {row["engine"]: row["fitSeconds"] / budget for row in rows if row["fitSeconds"] is not None}
     direct = direct_runs(client, name, target, budget, [row["engine"] for row in finished])
     best = timing.metadata["bestScore"]
     best_direct = max((run["holdoutAuc"] for run in direct.values()), default=float("nan"))

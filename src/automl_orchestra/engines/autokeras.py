@@ -381,6 +381,7 @@ def search(
         info["stopped"] = run.stopped
     if run.refit_info:
         info["refit"] = run.refit_info
+    info["searchSeconds"] = round(time.monotonic() - ctx.started, 2)  # from the step's start, as the budget
     metrics = {"bestScore": info["bestScore"], "trialsCompleted": info["trialsCompleted"]}
     metrics.update({f"best_{k}": v for k, v in run.best_epoch_logs(int(best["trial"])).items()})
     trials = json.loads(board.to_json(orient="records"))  # NaN (no score yet) as null
@@ -419,7 +420,7 @@ class _Search:
     def check_budget(self) -> None:
         left = self.deadline - time.monotonic()
         cancelled = self.ctx.stop_requested()
-        if left >= MIN_TRIAL_S and not cancelled:
+        if self._trial_allowance(left) >= MIN_TRIAL_S and not cancelled and not self._keep_for_refit(left):
             return
         oracle = self.tuner.oracle
         if not any(record.status == "completed" for record in self.records):
@@ -436,7 +437,8 @@ class _Search:
 
         number = len(self.records) + 1
         left = self.deadline - time.monotonic()
-        limit = min(self.trial_timeout or math.inf, left)
+        allowance = self._trial_allowance(left)
+        limit = min(self.trial_timeout or math.inf, allowance)
         record = _TrialRecord(number, str(trial.trial_id), dict(trial.hyperparameters.values), self)
         self.records.append(record)
         limits = trial_process.TrialLimits(limit, float(self.ctx.job.limits.memory_mb))
@@ -454,7 +456,8 @@ class _Search:
             work, limits, trial_dir, self.ctx.cpus, record.on_event, should_stop=self.ctx.stop_requested
         )
         if not outcome.ok and limit < (self.trial_timeout or math.inf) and outcome.reason.startswith("time limit"):
-            outcome.reason = f"stopped: the step's time budget ran out ({limit:.0f} s were left for this trial)"
+            kept = f"; {left - allowance:.0f} s are kept for a refit" if allowance < left else ""
+            outcome.reason = f"stopped: the step's time budget ran out ({limit:.0f} s were left for this trial{kept})"
         record.finish(outcome)
         self.ctx.progress(self._fraction(number), f"trial {number}: {record.status}", self.trial_table())
         print(f"trial {number}: {record.status} {record.reason}".rstrip(), flush=True)
@@ -479,20 +482,50 @@ class _Search:
                 return refitted
         return self.best_without_refit()
 
+    def _best_record(self) -> _TrialRecord | None:
+        best = self.tuner.oracle.get_best_trials(1)
+        return next((r for r in self.records if best and r.trial_id == str(best[0].trial_id)), None)
+
+    def _refit_estimate(self, record: _TrialRecord) -> float:
+        """Seconds to retrain ``record``'s architecture on the training and validation rows."""
+        more_rows = 1.0 / (1.0 - self.validation_split)
+        return record.seconds / max(1, len(record.epochs)) * record.best_epoch() * more_rows + REFIT_MARGIN_S
+
+    def _trial_allowance(self, left: float) -> float:
+        """The longest a new trial may run with ``left`` seconds to go. With a refit to come, it leaves time to
+        refit the best trial so far, and to refit the new trial itself should it become the best."""
+        if not self.refit:
+            return left
+        more_rows = 1.0 / (1.0 - self.validation_split)
+        best = self._best_record()
+        reserve = self._refit_estimate(best) if best is not None and best.status == "completed" else 0.0
+        return min(left - reserve, (left - REFIT_MARGIN_S) / (1.0 + more_rows))
+
+    def _keep_for_refit(self, left: float) -> bool:
+        """With a refit to come: true when a trial of the usual length no longer fits in what the refit
+        leaves (a trial cut off by the budget is time lost)."""
+        completed = [r for r in self.records if r.status == "completed"]
+        if not self.refit or not completed:
+            return False
+        typical = sum(r.seconds for r in completed) / len(completed)
+        allowance = self._trial_allowance(left)
+        if allowance >= typical:
+            return False
+        print(f"{left:.0f} s left: a trial (~{typical:.0f} s) no longer fits beside the refit", flush=True)
+        return True
+
     def _refit(self, kwargs: dict[str, Any]) -> tuple[Any, Any, None] | None:
         import keras
         from autokeras import pipeline as pipeline_module
 
-        best = self.tuner.oracle.get_best_trials(1)
-        record = next((r for r in self.records if best and r.trial_id == str(best[0].trial_id)), None)
+        record = self._best_record()
         if record is None or not record.epochs or self.ctx.stop_requested():
             self.refit_info = {"status": "skipped", "reason": "no completed trial to refit, or cancelled"}
             return None
         epochs = record.best_epoch()
         inputs = kwargs["x"]
         rows = len(inputs[0] if isinstance(inputs, list | tuple) else inputs)  # training and validation rows
-        more_rows = 1.0 / (1.0 - self.validation_split)
-        estimate = record.seconds / len(record.epochs) * epochs * more_rows + REFIT_MARGIN_S
+        estimate = self._refit_estimate(record)
         left = self.deadline - time.monotonic()
         self.refit_info = {"trial": record.number, "epochs": epochs, "rows": rows, "estimatedSeconds": round(estimate)}
         if estimate > left:

@@ -21,6 +21,7 @@ PyCaret itself is imported lazily: the main environment imports this module to r
 from __future__ import annotations
 
 import contextlib
+import copy
 import importlib
 import inspect
 import json
@@ -86,8 +87,10 @@ SHORT_BUDGET_FOLDS = 5
 FINALIZE_FACTOR = 1.5
 # One tuning iteration relative to the winner's cross-validation (other hyperparameters may be slower).
 TUNE_MARGIN = 1.5
-# Scoring the holdout rows, saving the model and the leaderboard, after the search.
+# Saving the model and the leaderboard, after the search.
 FINISH_S = 3.0
+# Scoring PyCaret's holdout rows (kept free of tuning).
+HOLDOUT_S = 2.0
 
 
 class PycaretEngine(Engine):
@@ -388,10 +391,12 @@ def run_automl(ctx: StepContext) -> StepResult:
     deadline = started + request.time_budget - FINISH_S
     # One fit on every row (finalize_model) costs about one fold's fit on a bit more data.
     finalize_s = FINALIZE_FACTOR * best.seconds * min(ctx.cpus, folds) / folds
-    tuned, tuning = _tune(ctx, experiment, best, sort, deadline - finalize_s)
+    tuned, tuning = _tune(ctx, experiment, best, sort, deadline - finalize_s - HOLDOUT_S)
     holdout = _holdout_metrics(experiment, tuned)
-    final, finalized = tuned, "not enough time left in the budget to refit on every row"
-    if deadline - time.monotonic() > finalize_s:
+    final, finalized = _with_preprocessing(experiment, tuned), "not enough time left to refit on every row"
+    if not p.optional_bool(options, "finalize", True):
+        finalized = "not asked for (options.finalize false): fitted on PyCaret's training split"
+    elif deadline - time.monotonic() > finalize_s:
         ctx.progress(0.9, "finalize_model")
         final, finalized = call_method(experiment, "finalize_model", {"estimator": tuned}), "refit on every row"
     cv_metrics = tuning or best.metrics
@@ -531,6 +536,14 @@ def _tune(
         print(f"tune_model {outcome}; keeping the untuned {best.model_id}", flush=True)
         return best.model, {}
     return outcome
+
+
+def _with_preprocessing(experiment: Any, model: Any) -> Any:
+    """The model behind the experiment's preprocessing (fitted on the training split), as ``finalize_model``
+    returns it after a refit and ``save_model`` stores it: ``create_model``'s estimator sees encoded columns."""
+    pipeline = copy.deepcopy(experiment.pipeline)
+    pipeline.steps.append(("trained_model", model))
+    return pipeline
 
 
 def _tune_model(experiment: Any, kwargs: dict[str, Any]) -> tuple[Any, dict[str, float]]:
