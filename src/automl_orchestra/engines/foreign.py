@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -60,13 +61,21 @@ def predict_elsewhere(ctx: StepContext, ref: OutputRef, rows: pd.DataFrame, prob
         check=False,
     )
     if done.returncode != 0:
-        detail = (done.stderr or done.stdout).strip().splitlines()
         raise StepError(
-            f"scoring in environment {ref.environment!r} failed: {detail[-1] if detail else done.returncode}"
+            f"scoring in environment {ref.environment!r} failed: {_exception_line(done.stderr or done.stdout)}"
         )
     with np.load(folder / "answer.npz", allow_pickle=False) as answer:
         classes = [str(c) for c in answer["classes"]] if answer["classes"].size else None
         return Predictions(answer["values"], classes, float(answer["seconds"]))
+
+
+def _exception_line(output: str) -> str:
+    """The traceback's exception line (its message may go on over lines, e.g. scikit-learn's lists)."""
+    lines = output.strip().splitlines()
+    found = [i for i, line in enumerate(lines) if re.match(r"^[A-Za-z_][\w.]*(Error|Exception|Interrupt)\b", line)]
+    if not found:
+        return lines[-1] if lines else "no output"
+    return " ".join(line.strip() for line in lines[found[-1] : found[-1] + 4])[:1000]
 
 
 def _answer(request_file: str) -> None:
