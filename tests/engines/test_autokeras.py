@@ -167,6 +167,7 @@ def test_automl_on_a_table_of_pixel_columns(ak_server: ServerHandle) -> None:
             "imageShape": [8, 8],
             "maxTrials": 100,  # the budget decides
             "epochs": 2,
+            "batchSize": 16,
             "timeBudget": 60,
             "limits": {"timeoutS": 240},
         }
@@ -178,8 +179,8 @@ def test_automl_on_a_table_of_pixel_columns(ak_server: ServerHandle) -> None:
         assert document["refit"]["epochs"] in (1, 2) and document["searchSeconds"] <= 60
         board = content(http, "/dataset/leaderboard/ak_auto_leaderboard")[1:]
         first = next(row for row in board if row["trial"] == 1)
-        assert first["architecture"] == "cnn 1x2"  # AutoKeras' first image trial
-        assert json.loads(first["hyperparameters"])["image_block_1/conv_block_1/filters_0_1"] == 64
+        assert first["architecture"] == "cnn 2x1"  # the small-image start: two blocks of one layer
+        assert json.loads(first["hyperparameters"])["image_block_1/conv_block_1/filters_1_0"] == 64
         # the searched model takes the same table (target column included): it picks its pixel columns
         predict = {"name": "ak_auto_pred", "parentName": "ak_auto", "methodParameters": {"x": "$digits_table"}}
         run(ak_server, http, "/predict/autokeras", predict)
