@@ -12,6 +12,7 @@ import json
 import math
 import os
 import socket
+import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -156,6 +157,7 @@ class FlamlEngine(MethodEngine):
         nodes = TrialNodes(lambda text: ctx.progress(None, text))
         with nodes.recording(settings.parallel_trials):
             automl.fit(X_train=features, y_train=frame[settings.target], **settings.fit_arguments(ctx, nodes))
+        print(f"search done {time.monotonic() - ctx.started:.1f} s into the step's budget", flush=True)
         if isinstance(getattr(automl, "_use_ray", None), dict):
             automl._use_ray = True  # our Tune arguments (the callback) must not be pickled with the model
         if automl.best_estimator is None:
@@ -189,6 +191,11 @@ class FlamlEngine(MethodEngine):
         return StepResult(value=model, metadata=metadata, metrics=metrics, derived={"leaderboard": board})
 
 
+# Ray Tune gives the trials still running at its timeout up to 10 s to stop (TuneController's
+# _actor_force_cleanup_timeout, fixed): FLAML's parallel search returned ~10 s after its budget.
+TUNE_STOP_S = 10.0
+
+
 class _AutomlSettings(AutoMLRequest):
     """The ``automl/flaml`` parameters, validated."""
 
@@ -216,8 +223,9 @@ class _AutomlSettings(AutoMLRequest):
             parallel = {"n_concurrent_trials": self.parallel_trials, "use_ray": tune_args}
         return {
             "task": self.task,
-            # What is left of the step's budget after loading the data, less saving the model afterwards.
-            "time_budget": max(1.0, round(self.seconds_left() - FINISH_S, 1)),
+            # What is left of the step's budget after loading the data, less saving the model afterwards
+            # (and less Ray Tune's wait for the trials still running at its timeout).
+            "time_budget": max(1.0, round(self.seconds_left() - FINISH_S - (TUNE_STOP_S if parallel else 0.0), 1)),
             "metric": self.metric,
             "seed": self.seed,
             "n_jobs": ctx.cpus,
