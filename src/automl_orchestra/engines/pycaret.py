@@ -392,7 +392,8 @@ def run_automl(ctx: StepContext) -> StepResult:
     # One fit on every row (finalize_model) costs about one fold's fit on a bit more data.
     finalize_s = FINALIZE_FACTOR * best.seconds * min(ctx.cpus, folds) / folds
     tuned, tuning = _tune(ctx, experiment, best, sort, deadline - finalize_s - HOLDOUT_S)
-    holdout = _holdout_metrics(experiment, tuned)
+    # Scores on PyCaret's holdout split (the model was fitted on the training split only).
+    holdout = _call_scored(experiment, "predict_model", {"estimator": tuned})[1]
     final, finalized = _with_preprocessing(experiment, tuned), "not enough time left to refit on every row"
     if not p.optional_bool(options, "finalize", True):
         finalized = "not asked for (options.finalize false): fitted on PyCaret's training split"
@@ -474,7 +475,9 @@ class _Compare:
             return
         begun = time.monotonic()
         done, outcome = run_bounded(
-            lambda: _create_model(self.experiment, model_id, create), left, self.ctx.work_dir / "candidate.joblib"
+            lambda: _call_scored(self.experiment, "create_model", {"estimator": model_id, **create}),
+            left,
+            self.ctx.work_dir / "candidate.joblib",
         )
         seconds = round(time.monotonic() - begun, 2)
         if not done:
@@ -505,12 +508,11 @@ def candidate_ids(models: pd.DataFrame, include: Any, exclude: Any, turbo: Any) 
     return first + [i for i in available if i not in first]
 
 
-def _create_model(experiment: Any, model_id: str, kwargs: dict[str, Any]) -> tuple[Any, dict[str, float]]:
-    """In the bounded child: the model cross-validated and fitted on the training split, and its CV means."""
-    model, grid = _call_showing(
-        experiment, "create_model", _quiet_kwargs(experiment, "create_model", {"estimator": model_id, **kwargs})
-    )
-    return model, grid_metrics(grid) if grid is not None else {}
+def _call_scored(experiment: Any, method: str, kwargs: dict[str, Any]) -> tuple[Any, dict[str, float]]:
+    """``experiment.method(**kwargs)`` quietly, and the metrics of the score grid it showed (CV means for
+    ``create_model`` and ``tune_model``, holdout scores for ``predict_model``)."""
+    result, grid = _call_showing(experiment, method, _quiet_kwargs(experiment, method, kwargs))
+    return result, grid_metrics(grid) if grid is not None else {}
 
 
 def pycaret_metric(metric: str, task: str) -> str:
@@ -531,7 +533,9 @@ def _tune(
         return best.model, {}
     ctx.progress(0.6, f"tune_model ({n_iter} iterations)")
     kwargs = {"estimator": best.model, "n_iter": n_iter, "optimize": sort, "choose_better": True}
-    done, outcome = run_bounded(lambda: _tune_model(experiment, kwargs), left, ctx.work_dir / "tuned.joblib")
+    done, outcome = run_bounded(
+        lambda: _call_scored(experiment, "tune_model", kwargs), left, ctx.work_dir / "tuned.joblib"
+    )
     if not done:
         print(f"tune_model {outcome}; keeping the untuned {best.model_id}", flush=True)
         return best.model, {}
@@ -544,19 +548,6 @@ def _with_preprocessing(experiment: Any, model: Any) -> Any:
     pipeline = copy.deepcopy(experiment.pipeline)
     pipeline.steps.append(("trained_model", model))
     return pipeline
-
-
-def _tune_model(experiment: Any, kwargs: dict[str, Any]) -> tuple[Any, dict[str, float]]:
-    tuned, grid = _call_showing(experiment, "tune_model", _quiet_kwargs(experiment, "tune_model", kwargs))
-    return tuned, grid_metrics(grid) if grid is not None else {}
-
-
-def _holdout_metrics(experiment: Any, model: Any) -> dict[str, float]:
-    """Scores on PyCaret's holdout split (the model was fitted on the training split only)."""
-    _, grid = _call_showing(
-        experiment, "predict_model", _quiet_kwargs(experiment, "predict_model", {"estimator": model})
-    )
-    return grid_metrics(grid) if grid is not None else {}
 
 
 # ----- process hygiene -----------------------------------------------------------------------------
