@@ -358,8 +358,7 @@ def search(
     trial_process.orchestrating_threads()
     auto = spec.build(ctx.work_dir / "autokeras")
     fit_kwargs.setdefault("verbose", 2)
-    run = _Search(ctx, auto, deadline, spec.trial_timeout, refit)
-    run.validation_split = float(fit_kwargs.get("validation_split") or 0.0)
+    run = _Search(ctx, auto, deadline, spec.trial_timeout, refit, float(fit_kwargs.get("validation_split") or 0.0))
     run.install()
     keras = import_keras()
     # This process only orchestrates and forks the trials; on a GPU machine it must not initialise CUDA
@@ -397,12 +396,19 @@ class _Search:
     """Hooks into AutoKeras' tuner: each trial in a limited child, the budget, a refit only when it is used."""
 
     def __init__(
-        self, ctx: StepContext, auto: Any, deadline: float, trial_timeout: float | None, refit: bool = False
+        self,
+        ctx: StepContext,
+        auto: Any,
+        deadline: float,
+        trial_timeout: float | None,
+        refit: bool = False,
+        validation_split: float = 0.0,
     ) -> None:
         self.ctx = ctx
         self.refit = refit
         self.refit_info: dict[str, Any] = {}
-        self.validation_split = 0.0
+        # A refit trains on the validation rows too: this many times a trial's rows.
+        self.refit_rows_factor = 1.0 / (1.0 - validation_split)
         self.auto = auto
         self.tuner = auto.tuner
         self.deadline = deadline
@@ -424,7 +430,8 @@ class _Search:
     def check_budget(self) -> None:
         left = self.deadline - time.monotonic()
         cancelled = self.ctx.stop_requested()
-        if self._trial_allowance(left) >= MIN_TRIAL_S and not cancelled and not self._keep_for_refit(left):
+        allowance = self._trial_allowance(left)
+        if allowance >= MIN_TRIAL_S and not cancelled and not self._keep_for_refit(allowance, left):
             return
         oracle = self.tuner.oracle
         if not any(record.status == "completed" for record in self.records):
@@ -478,8 +485,8 @@ class _Search:
     def final_fit(self, **kwargs: Any) -> tuple[Any, Any, None]:
         """AutoKeras retrains the best architecture on the training and validation rows here, then predicts
         with the best trial's model anyway (module docstring). With ``refit`` (``automl/autokeras``) the
-        retrained model is used: trained like a trial, under the same limits, for the best trial's best
-        number of epochs, when that fits in the time left. Otherwise the refit is skipped."""
+        retrained model is used: trained like a trial, under the same limits, for as many epochs as the best
+        trial ran, when that fits in the time left. Otherwise the refit is skipped."""
         if self.refit:
             refitted = self._refit(kwargs)
             if refitted is not None:
@@ -492,27 +499,24 @@ class _Search:
 
     def _refit_estimate(self, record: _TrialRecord) -> float:
         """Seconds to retrain ``record``'s architecture on the training and validation rows."""
-        more_rows = 1.0 / (1.0 - self.validation_split)
-        return record.seconds * more_rows + REFIT_MARGIN_S
+        return record.seconds * self.refit_rows_factor + REFIT_MARGIN_S
 
     def _trial_allowance(self, left: float) -> float:
         """The longest a new trial may run with ``left`` seconds to go. With a refit to come, it leaves time to
         refit the best trial so far, and to refit the new trial itself should it become the best."""
         if not self.refit:
             return left
-        more_rows = 1.0 / (1.0 - self.validation_split)
         best = self._best_record()
         reserve = self._refit_estimate(best) if best is not None and best.status == "completed" else 0.0
-        return min(left - reserve, (left - REFIT_MARGIN_S) / (1.0 + more_rows))
+        return min(left - reserve, (left - REFIT_MARGIN_S) / (1.0 + self.refit_rows_factor))
 
-    def _keep_for_refit(self, left: float) -> bool:
-        """With a refit to come: true when a trial of the usual length no longer fits in what the refit
-        leaves (a trial cut off by the budget is time lost)."""
+    def _keep_for_refit(self, allowance: float, left: float) -> bool:
+        """With a refit to come: true when a trial of the usual length no longer fits in ``allowance``, what
+        the refit leaves of ``left`` (a trial cut off by the budget is time lost)."""
         completed = [r for r in self.records if r.status == "completed"]
         if not self.refit or not completed:
             return False
         typical = sum(r.seconds for r in completed) / len(completed)
-        allowance = self._trial_allowance(left)
         if allowance >= typical:
             return False
         print(f"{left:.0f} s left: a trial (~{typical:.0f} s) no longer fits beside the refit", flush=True)
