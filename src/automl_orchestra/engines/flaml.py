@@ -225,7 +225,9 @@ class _AutomlSettings(AutoMLRequest):
             "task": self.task,
             # What is left of the step's budget after loading the data, less saving the model afterwards
             # (and less Ray Tune's wait for the trials still running at its timeout).
-            "time_budget": max(1.0, round(self.seconds_left() - FINISH_S - (TUNE_STOP_S if parallel else 0.0), 1)),
+            "time_budget": max(
+                1.0, round(self.seconds_left() - FINISH_S - (TUNE_STOP_S if self.parallel_trials > 1 else 0.0), 1)
+            ),
             "metric": self.metric,
             "seed": self.seed,
             "n_jobs": ctx.cpus,
