@@ -8,8 +8,9 @@ What this adds to calling AutoKeras directly is a search that cannot take the ma
   on with the next one (KerasTuner's oracle sees an ordinary failed trial);
 - the search ends at the step's time budget with the best trial so far;
 - ``automl/autokeras`` searches a space that suits the input (a plain CNN for images, no ImageNet-size
-  upscaling and no pretrained weights, so nothing to download), and the greedy tuner starts from a small,
-  quick two-block CNN (``SMALL_IMAGE_START``).
+  upscaling and no pretrained weights, so nothing to download), and the greedy tuner starts from the
+  classic small-image CNN (``SMALL_IMAGE_START``), trained in batches of 64 unless ``batchSize`` says
+  otherwise (``IMAGE_BATCH_SIZE``).
 
 After the search AutoKeras 3.0 re-trains the best architecture on all data (``final_fit``) and saves that
 model, but its own ``predict``/``evaluate``/``export_model`` never use it: they load the best trial's
@@ -70,20 +71,28 @@ MIN_TRIAL_S = 5.0
 FINISH_S = 10.0
 # Added to a refit's estimated time (the child's start, the pipeline's fit on every row, saving).
 REFIT_MARGIN_S = 15.0
+# Batches for image searches unless the request gives ``batchSize``: Keras on a CPU pays a fixed cost per
+# batch (about 50 ms measured with AutoKeras' default of 32), so small batches make every epoch slow; with
+# 64 the start CNN reaches its 0.984 in 12 epochs.
+IMAGE_BATCH_SIZE = 64
 FIT_KEYS_REFUSED = frozenset({"callbacks"})  # objects: not expressible in JSON, and a code path into the worker
-# Where the greedy search starts on small images: two convolution blocks of one layer (32 then 64 filters),
-# each pooled, AutoKeras' dropouts. AutoKeras' own first image trial (one block of two 32/64 layers at full
-# resolution) costs about four times as much per epoch for no better accuracy on MNIST: on 8,000 images
-# and 2 CPUs its 12 epochs took 190-257 s, leaving the 600 s budget one or two trials.
+# Where the greedy search starts on small images: two convolution blocks of two layers (32 then 64 filters),
+# each pooled, AutoKeras' dropouts -- the classic small-image CNN. Measured on MNIST (8,000 training images,
+# 2 CPUs, batches of 64): 0.984 test accuracy after 12 epochs in 124 s. AutoKeras' own first image trial (one
+# block of two 32/64 layers at full resolution) costs about twice as much per epoch for less accuracy (its
+# 12 epochs took 190-257 s with batches of 32, leaving the 600 s budget one or two trials); one layer per
+# block plateaued at 0.974.
 SMALL_IMAGE_START = {
     "image_block_1/conv_block_1/kernel_size": 3,
     "image_block_1/conv_block_1/num_blocks": 2,
-    "image_block_1/conv_block_1/num_layers": 1,
+    "image_block_1/conv_block_1/num_layers": 2,
     "image_block_1/conv_block_1/max_pooling": True,
     "image_block_1/conv_block_1/separable": False,
     "image_block_1/conv_block_1/dropout": 0.25,
     "image_block_1/conv_block_1/filters_0_0": 32,
+    "image_block_1/conv_block_1/filters_0_1": 32,
     "image_block_1/conv_block_1/filters_1_0": 64,
+    "image_block_1/conv_block_1/filters_1_1": 64,
     "classification_head_1/spatial_reduction_1/reduction_type": "flatten",
     "classification_head_1/dropout": 0.5,
     "optimizer": "adam",
@@ -286,8 +295,9 @@ class AutoKerasEngine(MethodEngine):
         x, y, kind, features = automl_data(ctx, settings)
         spec = automl_spec(settings, kind, x)
         kwargs: dict[str, Any] = {"x": x, "y": y, "epochs": settings.epochs, "validation_split": settings.validation}
-        if settings.batch_size:
-            kwargs["batch_size"] = settings.batch_size
+        batch_size = settings.batch_size or (IMAGE_BATCH_SIZE if kind == "image" else None)
+        if batch_size:
+            kwargs["batch_size"] = batch_size
         deadline = settings.deadline - FINISH_S
         result = search(ctx, spec, kwargs, deadline, refit=settings.refit)
         inputs = {"features": features, "imageShape": settings.image_shape if features else None}
