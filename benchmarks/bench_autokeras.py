@@ -199,7 +199,10 @@ def run_automl(npz: Path, samples: int, budget: float, trials: int, epochs: int)
             "search": searched,
             "metrics": evaluated.metadata["metrics"],
             "peakMemoryMb": run.get("peakMemoryMb"),
-            "trials": [{key: row[key] for key in ("trial", "status", "score", "epochs", "seconds")} for row in board],
+            "refit": searched.metadata.get("refit"),
+            "trials": [
+                {key: row[key] for key in ("trial", "status", "reason", "score", "epochs", "seconds")} for row in board
+            ],
         }
 
 
@@ -302,6 +305,7 @@ def main(quick: bool = False) -> dict[str, Any]:
     automl = run_automl(npz, samples, automl_budget, automl_trials, automl_epochs)
     accuracy = float(automl["metrics"]["accuracy"])
     print(f"trials: {automl['trials']}")
+    print(f"refit: {automl['refit']}")
     print(f"wall {automl['search'].total_s:.1f} s, peak {automl['peakMemoryMb']} MB of {MEMORY_MB} MB")
     print(f"test accuracy {accuracy:.4f} (goal >= {GOAL_AUTOML_ACCURACY}): {verdict(accuracy >= GOAL_AUTOML_ACCURACY)}")
     default_trials, default_budget = (3, 240.0) if quick else (3, 900.0)
@@ -354,6 +358,7 @@ def main(quick: bool = False) -> dict[str, Any]:
             "accuracy": accuracy,
             "loss": automl["metrics"]["loss"],
             "peakMemoryMb": automl["peakMemoryMb"],
+            "refit": automl["refit"],
             "trials": automl["trials"],
         },
         "defaultSearch": {"maxTrials": default_trials, "limitS": default_budget, **default},

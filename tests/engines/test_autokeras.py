@@ -173,14 +173,15 @@ def test_automl_on_a_table_of_pixel_columns(ak_server: ServerHandle) -> None:
         }
         document = run(ak_server, http, "/automl/autokeras", body)
         assert document["input"] == "image" and 1 <= document["trialsCompleted"] < 100
+        assert document["batchSize"] == 16  # the request's, not the image default
         # the search stopped in time to retrain the best architecture on the training and validation rows,
         # and that model is kept
         assert document["refit"]["status"] == "used" and document["refit"]["rows"] == 300, json.dumps(document["refit"])
         assert document["refit"]["epochs"] in (1, 2) and document["searchSeconds"] <= 60
         board = content(http, "/dataset/leaderboard/ak_auto_leaderboard")[1:]
         first = next(row for row in board if row["trial"] == 1)
-        assert first["architecture"] == "cnn 2x1"  # the small-image start: two blocks of one layer
-        assert json.loads(first["hyperparameters"])["image_block_1/conv_block_1/filters_1_0"] == 64
+        assert first["architecture"] == "cnn 2x2"  # the small-image start: two blocks of two layers
+        assert json.loads(first["hyperparameters"])["image_block_1/conv_block_1/filters_1_1"] == 64
         # the searched model takes the same table (target column included): it picks its pixel columns
         predict = {"name": "ak_auto_pred", "parentName": "ak_auto", "methodParameters": {"x": "$digits_table"}}
         run(ak_server, http, "/predict/autokeras", predict)

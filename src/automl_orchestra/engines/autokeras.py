@@ -75,6 +75,9 @@ REFIT_MARGIN_S = 15.0
 # batch (about 50 ms measured with AutoKeras' default of 32), so small batches make every epoch slow; with
 # 64 the start CNN reaches its 0.984 in 12 epochs.
 IMAGE_BATCH_SIZE = 64
+# A trial stopped at its time limit ends a little after it (the child stopped, its record written): kept
+# beside a refit's reserve, or the refit found its estimate a second short of the time left and was skipped.
+TRIAL_END_S = 5.0
 FIT_KEYS_REFUSED = frozenset({"callbacks"})  # objects: not expressible in JSON, and a code path into the worker
 # Where the greedy search starts on small images: two convolution blocks of two layers (32 then 64 filters),
 # each pooled, AutoKeras' dropouts -- the classic small-image CNN. Measured on MNIST (8,000 training images,
@@ -302,7 +305,8 @@ class AutoKerasEngine(MethodEngine):
         result = search(ctx, spec, kwargs, deadline, refit=settings.refit)
         inputs = {"features": features, "imageShape": settings.image_shape if features else None}
         result.value.info.update(inputs)
-        result.metadata.update({"task": settings.task, "input": kind, "timeBudget": settings.time_budget, **inputs})
+        facts = {"task": settings.task, "input": kind, "timeBudget": settings.time_budget, "batchSize": batch_size}
+        result.metadata.update({**facts, **inputs})
         return result
 
     def save(self, value: Any, out_dir: Path) -> OutputRef:
@@ -518,6 +522,7 @@ class _Search:
             return left
         best = self._best_record()
         reserve = self._refit_estimate(best) if best is not None and best.status == "completed" else 0.0
+        left -= TRIAL_END_S
         return min(left - reserve, (left - REFIT_MARGIN_S) / (1.0 + self.refit_rows_factor))
 
     def _keep_for_refit(self, allowance: float, left: float) -> bool:
