@@ -75,6 +75,7 @@ REFIT_MARGIN_S = 15.0
 # batch (about 50 ms measured with AutoKeras' default of 32), so small batches make every epoch slow; with
 # 64 the start CNN reaches its 0.984 in 12 epochs.
 IMAGE_BATCH_SIZE = 64
+AUTOKERAS_BATCH_SIZE = 32  # AutoKeras' own default for fit, kept for tables
 # A trial stopped at its time limit ends a little after it (the child stopped, its record written): kept
 # beside a refit's reserve, or the refit found its estimate a second short of the time left and was skipped.
 TRIAL_END_S = 5.0
@@ -298,9 +299,8 @@ class AutoKerasEngine(MethodEngine):
         x, y, kind, features = automl_data(ctx, settings)
         spec = automl_spec(settings, kind, x)
         kwargs: dict[str, Any] = {"x": x, "y": y, "epochs": settings.epochs, "validation_split": settings.validation}
-        batch_size = settings.batch_size or (IMAGE_BATCH_SIZE if kind == "image" else None)
-        if batch_size:
-            kwargs["batch_size"] = batch_size
+        batch_size = settings.batch_size or (IMAGE_BATCH_SIZE if kind == "image" else AUTOKERAS_BATCH_SIZE)
+        kwargs["batch_size"] = batch_size
         deadline = settings.deadline - FINISH_S
         result = search(ctx, spec, kwargs, deadline, refit=settings.refit)
         inputs = {"features": features, "imageShape": settings.image_shape if features else None}
@@ -739,8 +739,7 @@ class AutoKerasRequest(AutoMLRequest):
         super().__init__(ctx)
         params = ctx.params
         self.max_trials = p.optional_int(params, "maxTrials", 3, minimum=1, maximum=1000)
-        epochs = params.get("epochs")
-        self.epochs = p.optional_int(params, "epochs", 10, minimum=1, maximum=10_000) if epochs is not None else 10
+        self.epochs = p.optional_int(params, "epochs", 10, minimum=1, maximum=10_000)
         shape = params.get("imageShape")
         if shape is not None and (not isinstance(shape, list) or not all(isinstance(n, int) and n > 0 for n in shape)):
             raise StepError("imageShape must be a list of positive integers, e.g. [28, 28] or [32, 32, 3]")
@@ -750,10 +749,7 @@ class AutoKerasRequest(AutoMLRequest):
         if self.validation >= 0.9:
             raise StepError("validationSplit must be below 0.9")
         self.refit = p.optional_bool(params, "refit", True)
-        batch = params.get("batchSize")
-        self.batch_size = (
-            p.optional_int(params, "batchSize", 32, minimum=1, maximum=65_536) if batch is not None else None
-        )
+        self.batch_size: int | None = p.optional_int(params, "batchSize", 0, minimum=1, maximum=65_536) or None
         timeout = params.get("trialTimeout")
         self.trial_timeout = float(timeout) if isinstance(timeout, int | float) and timeout > 0 else None
 
