@@ -7,7 +7,7 @@ from pathlib import Path
 
 import httpx
 
-from automl_orchestra.api.compare import DEFAULT_ENGINES, chosen_engines
+from automl_orchestra.api.routes_compare import DEFAULT_ENGINES, chosen_engines
 from automl_orchestra.config import Settings
 from tests.api.helpers import content, post, upload, wait_for_status
 from tests.conftest import ServerHandle

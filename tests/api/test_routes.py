@@ -7,7 +7,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from automl_orchestra.engines import registry
+from automl_orchestra.contracts import catalog
 from tests.api.helpers import content, post, run, upload
 from tests.conftest import ServerHandle
 
@@ -15,7 +15,7 @@ from tests.conftest import ServerHandle
 def test_openapi_documents_every_route_with_models_and_examples(server: ServerHandle) -> None:
     spec = httpx.get(f"{server.url}/openapi.json", timeout=60).json()  # built on first use: ~1 MB
     paths = spec["paths"]
-    for name, engine in registry.ENGINES.items():
+    for name, engine in catalog.TOOLS.items():
         for service in engine.services:
             base = f"/api/v1/{service}/{name}"
             assert base in paths and f"{base}/{{name}}" in paths, base

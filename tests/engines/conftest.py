@@ -16,12 +16,12 @@ from typing import Any
 
 import pytest
 
-from automl_orchestra.engines import registry
-from automl_orchestra.engines.base import StepContext, StepResult, load_engine, load_output
-from automl_orchestra.engines.values import save_value
-from automl_orchestra.runtime.jobs import JobLimits, JobSpec, WorkerPolicy
+from automl_orchestra.contracts import catalog
+from automl_orchestra.contracts.jobs import JobLimits, JobSpec, WorkerPolicy
+from automl_orchestra.contracts.outputs import OutputRef
+from automl_orchestra.engines.core.base import StepContext, StepResult, load_engine, load_output
+from automl_orchestra.engines.core.values import save_value
 from automl_orchestra.store.artifacts import ArtifactStore
-from automl_orchestra.store.outputs import OutputRef
 
 
 @dataclass
@@ -91,7 +91,7 @@ class Harness:
             tool=tool,
             parameters=params,
             inputs={step: self.refs[step] for step in (inputs or [])},
-            derived=list(registry.derived_outputs(service, tool)),
+            derived=list(catalog.derived_outputs(service, tool)),
             artifact_url=self.store.url,
             output_prefix=f"runs/{name}",
             work_dir=str(work_dir),
@@ -102,7 +102,7 @@ class Harness:
 
     def run(self, service: str, tool: str, params: dict[str, Any], **kwargs: Any) -> Ran:
         ctx = self.context(service, tool, params, **kwargs)
-        spec = registry.engine(tool)
+        spec = catalog.tool(tool)
         assert spec is not None and spec.implementation, tool
         engine = load_engine(spec.implementation)
         with contextlib.chdir(ctx.work_dir):

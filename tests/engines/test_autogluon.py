@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from sklearn.datasets import load_breast_cancer
 
-from automl_orchestra.engines.autogluon import AutoGluonModel
+from automl_orchestra.engines.autogluon.engine import AutoGluonModel
 from tests.data import titanic_like
 from tests.engines.conftest import Harness
 
@@ -83,8 +83,8 @@ def test_tabular_predictor_by_reflection_on_text_features(harness: Harness, tmp_
     ).load()
     assert list(predicted.columns) == ["Survived"] and (predicted["Survived"] == frame["Survived"]).mean() > 0.7
     refused = harness.context("model", "autogluon", {"classParameters": {"label": "x", "path": "/tmp/elsewhere"}})
-    from automl_orchestra.engines.autogluon import AutoGluonEngine
-    from automl_orchestra.engines.base import StepError
+    from automl_orchestra.contracts.errors import StepError
+    from automl_orchestra.engines.autogluon.engine import AutoGluonEngine
 
     try:
         AutoGluonEngine().model(refused)

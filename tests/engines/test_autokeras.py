@@ -15,8 +15,8 @@ import httpx
 import numpy as np
 import pytest
 
-from automl_orchestra.engines import trial_process
-from automl_orchestra.engines.autokeras import architecture_name, numeric_labels
+from automl_orchestra.engines.keras import trial_process
+from automl_orchestra.engines.keras.autokeras import architecture_name, numeric_labels
 from tests.api.helpers import content, post, run
 from tests.conftest import ServerHandle, launch
 

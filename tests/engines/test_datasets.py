@@ -9,11 +9,11 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from automl_orchestra.engines import csvfile
-from automl_orchestra.engines.base import StepError
-from automl_orchestra.engines.csvfile import CsvOptions, csv_to_parquet
-from automl_orchestra.engines.downloads import download_to_file, safe_filename
-from automl_orchestra.runtime.jobs import WorkerPolicy
+from automl_orchestra.contracts.errors import StepError
+from automl_orchestra.contracts.jobs import WorkerPolicy
+from automl_orchestra.engines.builtin import csvfile
+from automl_orchestra.engines.builtin.csvfile import CsvOptions, csv_to_parquet
+from automl_orchestra.engines.core.downloads import download_to_file, safe_filename
 from tests.data import titanic_like
 from tests.engines.conftest import Harness, WebServer
 

@@ -11,11 +11,11 @@ import pandas as pd
 import pytest
 from sklearn.datasets import load_breast_cancer, load_iris
 
-from automl_orchestra.engines.automl import bounded_budget
-from automl_orchestra.engines.base import StepError
-from automl_orchestra.engines.columns import select_features
-from automl_orchestra.engines.flaml import FlamlModel
-from automl_orchestra.runtime.jobs import WorkerPolicy
+from automl_orchestra.contracts.errors import StepError
+from automl_orchestra.contracts.jobs import WorkerPolicy
+from automl_orchestra.engines.core.automl import bounded_budget
+from automl_orchestra.engines.core.columns import select_features
+from automl_orchestra.engines.flaml.engine import FlamlModel
 from tests.data import titanic_like
 from tests.engines.conftest import Harness
 

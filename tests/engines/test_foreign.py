@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from automl_orchestra.engines.foreign import _exception_line
+from automl_orchestra.engines.core.foreign import _exception_line
 
 SKLEARN_FAILURE = """Traceback (most recent call last):
   File "foreign.py", line 80, in _answer

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 from sklearn.datasets import load_breast_cancer, load_iris
 
-from automl_orchestra.engines.h2o import H2OModel, heap_mb
+from automl_orchestra.engines.h2o.engine import H2OModel, heap_mb
 from tests.api.helpers import post, upload
 from tests.conftest import ServerHandle
 from tests.engines.conftest import Harness

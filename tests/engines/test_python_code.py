@@ -5,8 +5,8 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from automl_orchestra.engines.base import StepError
-from automl_orchestra.runtime.jobs import WorkerPolicy
+from automl_orchestra.contracts.errors import StepError
+from automl_orchestra.contracts.jobs import WorkerPolicy
 from tests.engines.conftest import Harness, WebServer
 
 

@@ -8,8 +8,8 @@ import pandas as pd
 import pytest
 from sklearn.datasets import load_breast_cancer
 
-from automl_orchestra.engines.base import StepError
-from automl_orchestra.engines.calls import call_method, import_allowed
+from automl_orchestra.contracts.errors import StepError
+from automl_orchestra.engines.core.calls import call_method, import_allowed
 from tests.engines.conftest import Harness
 
 

@@ -9,10 +9,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from automl_orchestra.engines.base import StepError
-from automl_orchestra.engines.timeseries import parse_ts
-from automl_orchestra.engines.tpot import TpotModel, _Candidate, choose_winner
-from automl_orchestra.runtime.jobs import WorkerPolicy
+from automl_orchestra.contracts.errors import StepError
+from automl_orchestra.contracts.jobs import WorkerPolicy
+from automl_orchestra.engines.timeseries.ingest import parse_ts
+from automl_orchestra.engines.tpot.engine import TpotModel, _Candidate, choose_winner
 from tests.engines.conftest import Harness
 from tests.ts_data import write_long_csv, write_ts
 

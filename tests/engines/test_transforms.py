@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from automl_orchestra.engines.base import StepError
+from automl_orchestra.contracts.errors import StepError
 from tests.engines.conftest import Harness
 
 

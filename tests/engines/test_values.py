@@ -11,8 +11,8 @@ import pandas as pd
 import pytest
 from sklearn.linear_model import LogisticRegression
 
-from automl_orchestra.engines.values import load_value, output_hash, save_value
-from automl_orchestra.store.outputs import OutputRef
+from automl_orchestra.contracts.outputs import OutputRef
+from automl_orchestra.engines.core.values import load_value, output_hash, save_value
 
 
 def round_trip(value: object, folder: Path) -> tuple[OutputRef, Any]:
@@ -105,3 +105,22 @@ def test_output_hash_depends_on_names_and_contents(tmp_path: Path) -> None:
 def test_values_without_json_form_become_objects(tmp_path: Path, value: object) -> None:
     ref, loaded = round_trip(value, tmp_path)
     assert ref.kind == "object" and loaded == value
+
+
+def test_a_model_pickled_under_its_old_flat_module_still_loads(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Before engines had a folder each, FlamlModel lived in ``engines/flaml.py``: its stored models name
+    the module ``automl_orchestra.engines.flaml``, now a package without the class."""
+    import automl_orchestra.engines.flaml as old_module
+    from automl_orchestra.engines.flaml.engine import FlamlModel
+
+    # Write the pickle the way the old version did: the class found under its old module path.
+    monkeypatch.setattr(old_module, "FlamlModel", FlamlModel, raising=False)
+    monkeypatch.setattr(FlamlModel, "__module__", "automl_orchestra.engines.flaml")
+    ref = save_value(FlamlModel(feature_names=["a", "b"], target_name="y"), tmp_path)
+    monkeypatch.undo()
+    assert not hasattr(old_module, "FlamlModel")
+
+    loaded = load_value(ref, tmp_path)
+
+    assert type(loaded) is FlamlModel
+    assert loaded.feature_names == ["a", "b"] and loaded.target_name == "y"

@@ -6,9 +6,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from automl_orchestra.runtime.jobs import JobLimits, JobResult, JobSpec, WorkerPolicy
+from automl_orchestra.contracts.jobs import JobLimits, JobResult, JobSpec, WorkerPolicy
+from automl_orchestra.contracts.outputs import OutputRef
 from automl_orchestra.runtime.worker import run_job
-from automl_orchestra.store.outputs import OutputRef
 from tests.data import titanic_like
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from automl_orchestra.steps import references
-from automl_orchestra.steps.references import Reference
+from automl_orchestra.contracts import references
+from automl_orchestra.contracts.references import Reference
 
 
 @pytest.mark.parametrize(

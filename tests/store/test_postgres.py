@@ -27,11 +27,11 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 @pytest.fixture
 def service(database_url: str, tmp_path: Path) -> Iterator[StepService]:
-    engine = db.make_engine(database_url)
-    db.upgrade(engine)
-    db.upgrade(engine)  # idempotent
-    yield StepService(db.session_factory(engine), ArtifactStore(str(tmp_path / "artifacts")))
-    engine.dispose()
+    database = db.open_database(database_url)
+    db.upgrade(database)
+    db.upgrade(database)  # idempotent
+    yield StepService(db.session_factory(database), ArtifactStore(str(tmp_path / "artifacts")))
+    database.dispose()
 
 
 def test_migrations_create_the_schema(service: StepService) -> None:

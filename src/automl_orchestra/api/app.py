@@ -41,7 +41,7 @@ under `/api/learningOrchestra/v1` for Learning Orchestra clients.
 @dataclass
 class Orchestra:
     settings: Settings
-    engine: Engine
+    database: Engine
     sessions: sessionmaker[Session]
     store: ArtifactStore
     hub: EventHub
@@ -51,9 +51,9 @@ class Orchestra:
 
 def build_orchestra(settings: Settings, executor: Executor | None = None) -> Orchestra:
     settings.home.mkdir(parents=True, exist_ok=True)
-    engine = db.make_engine(settings.resolved_database_url)
-    db.upgrade(engine)
-    sessions = db.session_factory(engine)
+    database = db.open_database(settings.resolved_database_url)
+    db.upgrade(database)
+    sessions = db.session_factory(database)
     store = ArtifactStore(settings.resolved_artifact_url)
     hub = EventHub()
     if executor is None:
@@ -65,7 +65,7 @@ def build_orchestra(settings: Settings, executor: Executor | None = None) -> Orc
         scheduler.wake(name)
 
     service = StepService(sessions, store, on_change=changed, on_cancel=scheduler.request_cancel)
-    return Orchestra(settings, engine, sessions, store, hub, service, scheduler)
+    return Orchestra(settings, database, sessions, store, hub, service, scheduler)
 
 
 def make_executor(settings: Settings, store: ArtifactStore) -> Executor:
@@ -102,7 +102,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             yield
         finally:
             await asyncio.to_thread(orchestra.scheduler.stop)
-            orchestra.engine.dispose()
+            orchestra.database.dispose()
 
     app = FastAPI(
         title="AutoML Orchestra",

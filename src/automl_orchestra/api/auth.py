@@ -12,7 +12,7 @@ from fastapi import Request
 
 from automl_orchestra.api.errors import ApiError
 from automl_orchestra.config import Settings
-from automl_orchestra.steps import job_tokens
+from automl_orchestra.runtime import job_tokens
 
 RANK = {"viewer": 0, "editor": 1, "admin": 2}
 

@@ -6,11 +6,11 @@ import json
 from typing import Any
 
 from automl_orchestra.api.errors import ApiError
+from automl_orchestra.contracts.outputs import ARRAY_FILE, OutputRef, json_safe
 from automl_orchestra.steps.documents import step_document
 from automl_orchestra.store import outputs
 from automl_orchestra.store.artifacts import ArtifactStore
 from automl_orchestra.store.models import Step
-from automl_orchestra.store.outputs import OutputRef
 
 
 def parse_query(text: str | None) -> dict[str, Any] | None:
@@ -52,11 +52,11 @@ def _rows(store: ArtifactStore, ref: OutputRef, skip: int, limit: int, query: di
                 raise ApiError(422, f"unknown column(s) in query: {unknown}; columns: {list(schema)}")
         return outputs.read_table_page(store, ref, skip, limit, query)
     if ref.kind == "json":
-        value = outputs.json_safe(outputs.read_json_output(store, ref))
+        value = json_safe(outputs.read_json_output(store, ref))
         return value[skip : skip + limit] if isinstance(value, list) else [value]
     if ref.kind == "array" and store.is_local:
         import numpy as np
 
-        array = np.load(store.path(f"{ref.prefix}/{outputs.ARRAY_FILE}"), mmap_mode="r", allow_pickle=False)
-        return outputs.json_safe(np.asarray(array[skip : skip + limit]).tolist())
+        array = np.load(store.path(f"{ref.prefix}/{ARRAY_FILE}"), mmap_mode="r", allow_pickle=False)
+        return json_safe(np.asarray(array[skip : skip + limit]).tolist())
     return [outputs.read_summary(store, ref)]

@@ -10,8 +10,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from automl_orchestra.contracts.source_policy import UnsafeSource
 from automl_orchestra.steps.errors import StepModelError
-from automl_orchestra.steps.validation import UnsafeSource
 
 log = logging.getLogger(__name__)
 

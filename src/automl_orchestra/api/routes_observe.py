@@ -18,10 +18,10 @@ from fastapi.responses import StreamingResponse
 
 from automl_orchestra.api import examples
 from automl_orchestra.api.auth import require
+from automl_orchestra.contracts.references import NAME_PATTERN
 from automl_orchestra.runtime.events import wait_for
 from automl_orchestra.steps.documents import step_document
 from automl_orchestra.steps.errors import NotFound
-from automl_orchestra.steps.references import NAME_PATTERN
 from automl_orchestra.store.models import SETTLED
 
 MAX_TIMEOUT_S = 300.0

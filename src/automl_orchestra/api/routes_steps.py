@@ -10,18 +10,19 @@ from fastapi import APIRouter, Body, Path, Query, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ValidationError
 
-from automl_orchestra.api import compare, content, datasets, examples
+from automl_orchestra.api import content, datasets, examples, routes_compare
 from automl_orchestra.api.auth import require, require_code
 from automl_orchestra.api.errors import ApiError, summarize
 from automl_orchestra.api.schemas import AutoMLBody, StepBody, body_model
 from automl_orchestra.config import Settings
-from automl_orchestra.engines import registry
+from automl_orchestra.contracts import catalog
+from automl_orchestra.contracts.outputs import OutputRef
+from automl_orchestra.contracts.references import NAME_PATTERN
+from automl_orchestra.contracts.source_policy import check_code_url
 from automl_orchestra.steps.documents import run_document, step_document, step_url
-from automl_orchestra.steps.references import NAME_PATTERN
-from automl_orchestra.steps.service import NewStep, run_prefix
-from automl_orchestra.steps.validation import check_code_url
+from automl_orchestra.steps.service import NewStep
+from automl_orchestra.store.artifacts import run_prefix
 from automl_orchestra.store.models import Step
-from automl_orchestra.store.outputs import OutputRef
 
 NamePath = Path(pattern=f"^{NAME_PATTERN}$", description="step name")
 Skip = Query(0, ge=0)
@@ -40,7 +41,7 @@ def _orchestra(request: Request) -> Any:
 def _pairs() -> list[tuple[str, str, bool]]:
     """(service, tool, accepts POST) for every registered tool, derived read-only ones included."""
     pairs = []
-    for spec in registry.ENGINES.values():
+    for spec in catalog.TOOLS.values():
         for service in spec.services:
             pairs.append((service, spec.name, bool(spec.implementation)))
     return pairs
@@ -61,12 +62,12 @@ def create_step(request: Request, service: str, tool: str, body: StepBody, param
     orchestra = _orchestra(request)
     settings = orchestra.settings
     role = require(request, settings, "editor")
-    if registry.runs_code(service, tool):
+    if catalog.runs_code(service, tool):
         require_code(role, settings)
     _check_limits(body, settings)
     _check_body(service, tool, body, settings)
     if service == "automl" and tool == "compare":  # expanded into its split, engine and compare steps
-        return compare.create(orchestra.service, settings, body)  # type: ignore[arg-type]
+        return routes_compare.create(orchestra.service, settings, body)  # type: ignore[arg-type]
     step = orchestra.service.create(
         NewStep(
             service=service,
@@ -84,7 +85,7 @@ def create_step(request: Request, service: str, tool: str, body: StepBody, param
 
 
 def _check_body(service: str, tool: str, body: StepBody, settings: Settings) -> None:
-    spec = registry.engine(tool)
+    spec = catalog.tool(tool)
     missing = settings.missing_environment(spec.environment) if spec is not None else None
     if missing:
         raise ApiError(503, f"{tool} runs in {missing}")
@@ -93,7 +94,7 @@ def _check_body(service: str, tool: str, body: StepBody, settings: Settings) -> 
         allowed = ", ".join(spec.allowed_modules) or "none"
         raise ApiError(422, f"{tool} may only import from {allowed}; {module_path!r} is not allowed")
     code_url = getattr(body, "codeUrl", None)
-    if service in registry.CODE_SERVICES:
+    if service in catalog.CODE_SERVICES:
         if bool(getattr(body, "code", None)) == bool(code_url):
             raise ApiError(422, "give exactly one of 'code' and 'codeUrl'")
         if code_url:
@@ -351,7 +352,7 @@ def update_step(request: Request, name: str, changes: dict[str, Any], cascade: b
     orchestra = _orchestra(request)
     role = require(request, orchestra.settings, "editor")
     step = orchestra.service.get(name)
-    if registry.runs_code(step.service, step.tool):
+    if catalog.runs_code(step.service, step.tool):
         require_code(role, orchestra.settings)
     if step.owner:
         raise ApiError(409, f"{name!r} is produced by step {step.owner!r}: re-execute that step instead")

@@ -32,11 +32,12 @@ from automl_orchestra.api.auth import require
 from automl_orchestra.api.datasets import _safe_filename
 from automl_orchestra.api.errors import ApiError, summarize
 from automl_orchestra.api.schemas import AutoMLBody, MethodBody
+from automl_orchestra.contracts.outputs import TABLE_FILE
 from automl_orchestra.runtime.events import wait_for
 from automl_orchestra.steps.documents import step_document
-from automl_orchestra.steps.service import NewStep, step_prefix
+from automl_orchestra.steps.service import NewStep
+from automl_orchestra.store.artifacts import step_prefix
 from automl_orchestra.store.models import SETTLED, Step
-from automl_orchestra.store.outputs import TABLE_FILE
 
 PREFIX = "ts-"
 MODEL_ID = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,100}$"

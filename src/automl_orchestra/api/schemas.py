@@ -9,7 +9,7 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator
 
-from automl_orchestra.steps.references import NAME_PATTERN
+from automl_orchestra.contracts.references import NAME_PATTERN
 
 NAME_FIELD_DOC = f"step name, unique, matching ^{NAME_PATTERN}$"
 COMMON_FIELDS = frozenset({"name", "description", "cache", "retryable", "limits"})

@@ -1,2 +1,3 @@
-"""Engines: the light registry (``registry``, safe to import anywhere) and the worker-side adapters and
-step implementations, which import heavy ML libraries and are loaded by worker processes only."""
+"""Engines: the worker-side adapters, one folder per engine, and ``core`` (the adapter contract and what
+every adapter shares). They import heavy ML libraries and are loaded by worker processes only; which tools
+exist is in ``automl_orchestra.contracts.catalog``, which is light."""

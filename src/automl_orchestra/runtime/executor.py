@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from automl_orchestra.runtime.jobs import JobResult, JobSpec
+from automl_orchestra.contracts.jobs import JobResult, JobSpec
 
 ProgressCallback = Callable[[str, dict[str, Any]], None]
 DoneCallback = Callable[[JobResult], None]

@@ -8,9 +8,9 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from automl_orchestra.engines.registry import preload_modules, runs_forked
+from automl_orchestra.contracts.catalog import preload_modules, runs_forked
+from automl_orchestra.contracts.jobs import JobResult, JobSpec
 from automl_orchestra.runtime.executor import DoneCallback, ProgressCallback
-from automl_orchestra.runtime.jobs import JobResult, JobSpec
 from automl_orchestra.runtime.supervisor import WorkerDied, WorkerProcess, publish_logs
 from automl_orchestra.store.artifacts import ArtifactStore
 
@@ -160,5 +160,5 @@ class LocalExecutor:
 
 def pool_of(job: JobSpec) -> Pool:
     """Code steps run in forked children of a pristine worker (their interpreter state is the user's), and
-    so do steps whose engine needs a pristine process (see ``EngineSpec.forked_services``)."""
+    so do steps whose engine needs a pristine process (see ``ToolSpec.forked_services``)."""
     return job.environment, runs_forked(job.service, job.tool)

@@ -29,9 +29,9 @@ from typing import Any
 import ray
 import ray.exceptions
 
-from automl_orchestra.engines.registry import preload_modules
+from automl_orchestra.contracts.catalog import preload_modules
+from automl_orchestra.contracts.jobs import JobResult, JobSpec
 from automl_orchestra.runtime.executor import DoneCallback, ProgressCallback
-from automl_orchestra.runtime.jobs import JobResult, JobSpec
 from automl_orchestra.runtime.local import Pool, pool_of
 from automl_orchestra.runtime.supervisor import WorkerDied, WorkerProcess, publish_logs
 from automl_orchestra.store.artifacts import ArtifactStore

@@ -24,14 +24,13 @@ from sqlalchemy import CursorResult, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from automl_orchestra.config import Settings
-from automl_orchestra.engines import registry
+from automl_orchestra.contracts import catalog
+from automl_orchestra.contracts.jobs import JobLimits, JobResult, JobSpec, WorkerPolicy
+from automl_orchestra.contracts.outputs import OutputRef
+from automl_orchestra.runtime import job_tokens
 from automl_orchestra.runtime.executor import Executor
-from automl_orchestra.runtime.jobs import JobLimits, JobResult, JobSpec, WorkerPolicy
-from automl_orchestra.steps import job_tokens
-from automl_orchestra.steps.service import DERIVED_EDGE, DRIVER_EDGE, run_prefix, step_prefix
-from automl_orchestra.store.artifacts import ArtifactStore
-from automl_orchestra.store.models import Edge, Instance, Run, Step, utcnow
-from automl_orchestra.store.outputs import OutputRef
+from automl_orchestra.store.artifacts import ArtifactStore, run_prefix, step_prefix
+from automl_orchestra.store.models import DERIVED_EDGE, DRIVER_EDGE, Edge, Instance, Run, Step, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -206,7 +205,7 @@ class Scheduler:
         return [s for s in (session.get(Step, p) for p in parents) if s is not None]
 
     def _job(self, step: Step, run: Run, inputs: list[Step]) -> JobSpec:
-        spec = registry.engine(step.tool)
+        spec = catalog.tool(step.tool)
         limits = step.limits or {}
         settings = self.settings
         environment = spec.environment if spec else "main"
@@ -224,7 +223,7 @@ class Scheduler:
             tool=step.tool,
             parameters=step.parameters,
             inputs={p.name: OutputRef.model_validate(p.output) for p in inputs if p.output},
-            derived=list(registry.derived_outputs(step.service, step.tool)),
+            derived=list(catalog.derived_outputs(step.service, step.tool)),
             environment=environment,
             python=settings.environment_pythons.get(environment),
             environment_pythons=dict(settings.environment_pythons),
@@ -244,7 +243,7 @@ class Scheduler:
                 max_download_mb=settings.max_download_mb,
             ),
             retryable=step.retryable,
-            stop_grace_s=registry.stop_grace_s(step.service, step.tool),
+            stop_grace_s=catalog.stop_grace_s(step.service, step.tool),
         )
 
     # ----- results ---------------------------------------------------------------------------------
@@ -449,7 +448,7 @@ class Scheduler:
 
 
 def _tolerates_failed_inputs(step: Step) -> bool:
-    spec = registry.engine(step.tool)
+    spec = catalog.tool(step.tool)
     return spec is not None and spec.tolerates_failed_inputs
 
 

@@ -19,8 +19,8 @@ from typing import IO, Any
 
 import psutil
 
+from automl_orchestra.contracts.jobs import JobResult, JobSpec
 from automl_orchestra.runtime.executor import log_prefix
-from automl_orchestra.runtime.jobs import JobResult, JobSpec
 from automl_orchestra.runtime.worker import STDERR_LOG, STDOUT_LOG
 from automl_orchestra.store.artifacts import ArtifactStore
 

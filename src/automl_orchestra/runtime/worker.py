@@ -30,7 +30,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
-from automl_orchestra.runtime.jobs import JobResult, JobSpec
+from automl_orchestra.contracts.jobs import JobResult, JobSpec
 
 STDOUT_LOG = "stdout.log"
 STDERR_LOG = "stderr.log"
@@ -109,20 +109,20 @@ def run_job(job: JobSpec, channel: IO[str] | None = None) -> JobResult:
 
 
 def _execute(job: JobSpec, work_dir: Path, channel: IO[str] | None) -> JobResult:
-    from automl_orchestra.engines.base import StepError
+    from automl_orchestra.contracts.errors import StepError
 
     output_dir = work_dir / "output"
     shutil.rmtree(output_dir, ignore_errors=True)
     output_dir.mkdir()
     try:
         # Imported here so that a broken engine import fails the job with a traceback, not the worker.
-        from automl_orchestra.engines import registry
-        from automl_orchestra.engines.base import StepContext, load_engine
-        from automl_orchestra.engines.values import output_hash, save_value
+        from automl_orchestra.contracts import catalog
+        from automl_orchestra.contracts.outputs import json_safe
+        from automl_orchestra.engines.core.base import StepContext, load_engine
+        from automl_orchestra.engines.core.values import output_hash, save_value
         from automl_orchestra.store.artifacts import ArtifactStore
-        from automl_orchestra.store.outputs import json_safe
 
-        spec = registry.engine(job.tool)
+        spec = catalog.tool(job.tool)
         if spec is None or not spec.implementation:
             raise StepError(f"no engine implements {job.service}/{job.tool}")
         store = ArtifactStore(job.artifact_url)

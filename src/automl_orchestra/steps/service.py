@@ -15,19 +15,17 @@ from sqlalchemy import CursorResult, delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from automl_orchestra.engines import registry
-from automl_orchestra.steps import references
+from automl_orchestra.contracts import catalog, references
 from automl_orchestra.steps.errors import Conflict, InvalidRequest, NotFound
-from automl_orchestra.store.artifacts import ArtifactStore
-from automl_orchestra.store.models import ACTIVE, Edge, Run, Step, utcnow
+from automl_orchestra.store.artifacts import ArtifactStore, step_prefix
+from automl_orchestra.store.models import ACTIVE, DERIVED_EDGE, DRIVER_EDGE, Edge, Run, Step, utcnow
 
 # Parameters that name an input step directly (Learning Orchestra style) rather than by "$reference".
 NAME_FIELDS = ("parentName",)
-DERIVED_EDGE = "(derived)"
-# A driver step (automl/nas) names itself in ``drivenBy`` of the steps it creates: a lineage edge that is
-# not an input (the child never waits for its driver, which is running and waiting for it).
+# A driver step (automl/nas) names itself in ``drivenBy`` of the steps it creates: a lineage edge
+# (``DRIVER_EDGE``) that is not an input (the child never waits for its driver, which is running and waiting
+# for it).
 DRIVER_FIELD = "drivenBy"
-DRIVER_EDGE = "(driver)"
 
 
 @dataclass
@@ -44,15 +42,6 @@ class NewStep:
 
 def derived_name(owner: str, output: str) -> str:
     return f"{owner}_{output}"
-
-
-def step_prefix(name: str) -> str:
-    return f"steps/{name}"
-
-
-def run_prefix(name: str, number: int, run_id: str) -> str:
-    """Artifact folder of one run's output; its captured logs live at ``<prefix>-logs``."""
-    return f"{step_prefix(name)}/runs/{number}-{run_id[:8]}"
 
 
 class StepService:
@@ -141,7 +130,7 @@ class StepService:
     def create(self, new: NewStep) -> Step:
         if not references.is_valid_name(new.name):
             raise InvalidRequest(f"invalid step name {new.name!r}: it must match ^[A-Za-z][A-Za-z0-9_-]{{0,127}}$")
-        derived = registry.derived_outputs(new.service, new.tool)
+        derived = catalog.derived_outputs(new.service, new.tool)
         with self.sessions() as session:
             taken = [n for n in (new.name, *(derived_name(new.name, d) for d in derived)) if _exists(session, n)]
             if taken:
@@ -264,7 +253,7 @@ class StepService:
         return self.get(name)
 
     def _owned(self, session: Session, step: Step) -> list[Step]:
-        spec = registry.engine(step.tool)
+        spec = catalog.tool(step.tool)
         if spec is None or spec.owned_inputs is None:
             return []
         try:

@@ -116,3 +116,13 @@ def _same_device(local_dir: Path, staging: str) -> bool:
         return os.stat(local_dir).st_dev == os.stat(Path(staging).parent).st_dev
     except OSError:
         return False
+
+
+def step_prefix(name: str) -> str:
+    """Artifact folder of everything a step owns (its runs' outputs and uploaded sources)."""
+    return f"steps/{name}"
+
+
+def run_prefix(name: str, number: int, run_id: str) -> str:
+    """Artifact folder of one run's output; its captured logs live at ``<prefix>-logs``."""
+    return f"{step_prefix(name)}/runs/{number}-{run_id[:8]}"

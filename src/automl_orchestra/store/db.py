@@ -1,4 +1,5 @@
-"""Database engine set-up: SQLite (WAL) by default, PostgreSQL by URL; schema through Alembic."""
+"""The metadata database (a SQLAlchemy ``Engine``, called ``database`` here): SQLite (WAL) by default,
+PostgreSQL by URL; schema through Alembic."""
 
 from __future__ import annotations
 
@@ -11,14 +12,14 @@ from sqlalchemy.orm import Session, sessionmaker
 MIGRATIONS = Path(__file__).with_name("migrations")
 
 
-def make_engine(url: str) -> Engine:
+def open_database(url: str) -> Engine:
     if url.startswith("sqlite"):
         path = url.split("///", 1)[-1]
         if path and path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
-        event.listen(engine, "connect", _sqlite_pragmas)
-        return engine
+        database = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+        event.listen(database, "connect", _sqlite_pragmas)
+        return database
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
     return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
@@ -33,17 +34,17 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
-def upgrade(engine: Engine) -> None:
+def upgrade(database: Engine) -> None:
     """Bring the schema to the newest Alembic revision (idempotent; safe with several instances)."""
     from alembic import command
     from alembic.config import Config
 
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
-    with engine.begin() as connection:
+    with database.begin() as connection:
         config.attributes["connection"] = connection
         command.upgrade(config, "head")
 
 
-def session_factory(engine: Engine) -> sessionmaker[Session]:
-    return sessionmaker(engine, expire_on_commit=False)
+def session_factory(database: Engine) -> sessionmaker[Session]:
+    return sessionmaker(database, expire_on_commit=False)

@@ -12,6 +12,10 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 STATUSES = ("pending", "running", "finished", "failed", "cancelled", "stale")
 SETTLED = frozenset({"finished", "failed", "cancelled", "stale"})
 ACTIVE = frozenset({"pending", "running"})
+# ``Edge.reference`` of lineage edges that are not inputs: a derived step to its owner, and a child step to
+# the driver that created it (neither waits for the other's output).
+DERIVED_EDGE = "(derived)"
+DRIVER_EDGE = "(driver)"
 
 
 def utcnow() -> datetime:

@@ -1,37 +1,12 @@
-"""What a finished run produced (``OutputRef``) and how the API reads a page of it without loading it all."""
+"""How the API reads a page of a run's output without loading it all."""
 
 from __future__ import annotations
 
 import json
-import math
-from typing import Any, Literal
+from typing import Any
 
-from pydantic import BaseModel, Field
-
+from automl_orchestra.contracts.outputs import JSON_FILE, SUMMARY_FILE, TABLE_FILE, OutputRef, json_safe
 from automl_orchestra.store.artifacts import ArtifactStore
-
-OutputKind = Literal["table", "array", "arrays", "object", "json", "file", "none"]
-
-# File names inside a run's output folder, one convention for every engine.
-TABLE_FILE = "data.parquet"
-ARRAY_FILE = "data.npy"
-ARRAYS_FILE = "data.npz"
-JSON_FILE = "data.json"
-OBJECT_FILE = "model.joblib"
-SUMMARY_FILE = "summary.json"
-
-
-class OutputRef(BaseModel):
-    """A run's output folder in the artifact store and how to read it back."""
-
-    kind: OutputKind
-    prefix: str = Field(description="artifact key of the run's output folder")
-    files: list[str] = Field(default_factory=list)
-    environment: str = "main"
-    serializer: str = Field(default="builtin", description="engine whose loader reads an 'object' output")
-    attributes: list[str] | None = Field(
-        default=None, description="known keys/columns, used to validate '$step.attr' at POST time"
-    )
 
 
 def read_table_page(
@@ -96,26 +71,3 @@ def read_summary(store: ArtifactStore, ref: OutputRef) -> dict[str, Any]:
 
 def _jsonable_row(row: dict[str, Any]) -> dict[str, Any]:
     return {key: json_safe(value) for key, value in row.items()}
-
-
-def json_safe(value: Any) -> Any:
-    """Plain, strict JSON: numpy values unwrapped, NaN/inf as null, dates as ISO text, the rest as repr."""
-    if isinstance(value, dict):
-        return {str(key): json_safe(item) for key, item in value.items()}
-    if isinstance(value, list | tuple | set):
-        return [json_safe(item) for item in value]
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if value is None or isinstance(value, bool | int | str):
-        return value
-    if isinstance(value, bytes):
-        return value.decode("utf-8", "replace")
-    if hasattr(value, "isoformat"):
-        return value.isoformat()
-    for attr in ("item", "tolist"):  # numpy scalars and arrays
-        if hasattr(value, attr):
-            try:
-                return json_safe(getattr(value, attr)())
-            except (TypeError, ValueError):
-                break
-    return repr(value)

@@ -1,0 +1,1 @@
+"""The ``autogluon`` tool: AutoGluon's ``TabularPredictor``."""

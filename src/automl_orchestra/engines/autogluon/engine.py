@@ -1,0 +1,273 @@
+"""The ``autogluon`` tool: AutoGluon's ``TabularPredictor`` through the Learning Orchestra services, and the
+declarative ``automl`` service.
+
+A predictor is a folder, not a Python object: it is trained straight into the step's output folder
+(``predictor/``, published only when the step finishes, so never half-written) and never into
+``./AutogluonModels``. The stored value is an :class:`AutoGluonModel` that loads that folder on first use.
+Threads are bounded to the step's CPU allowance (``num_cpus``); bagged folds are fitted sequentially in
+the worker by default, because AutoGluon would otherwise start a Ray instance outside the worker's
+process group accounting (``options: {"ag_args_ensemble": {...}}`` overrides it).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from automl_orchestra.contracts import catalog
+from automl_orchestra.contracts.errors import StepError
+from automl_orchestra.contracts.outputs import OutputRef
+from automl_orchestra.engines.core import params as p
+from automl_orchestra.engines.core.automl import AutoMLRequest, TaskModel, training_data
+from automl_orchestra.engines.core.base import StepContext, StepResult
+from automl_orchestra.engines.core.calls import (
+    MethodEngine,
+    as_scalar,
+    call_method,
+    describe_parameters,
+    import_allowed,
+    method_kwargs,
+)
+
+PREDICTOR_DIR = "predictor"
+# Our metric names that AutoGluon spells differently; every other name is passed as is.
+METRICS = {"auto": None, "auc": "roc_auc", "logloss": "log_loss", "ap": "average_precision"}
+RESERVED_OPTIONS = frozenset({"train_data", "time_limit", "num_cpus", "label", "path", "problem_type", "eval_metric"})
+# AutoGluon keeps to time_limit closely but still saves and may refit after it: the share it is given, and
+# what is kept for loading the leaderboard and answering.
+TIME_SHARE = 0.9
+FINISH_S = 2.0
+SEQUENTIAL_FOLDS = {"fold_fitting_strategy": "sequential_local"}
+
+
+def gpu_count(ctx: StepContext) -> int | str:
+    """GPUs for AutoGluon: those the step asked for, else AutoGluon's own detection (uses CUDA when present)."""
+    gpus = ctx.job.limits.gpus
+    return math.ceil(gpus) if gpus > 0 else "auto"
+
+
+class AutoGluonModel(TaskModel):
+    """A trained ``TabularPredictor`` stored in the step's output, loaded lazily.
+
+    ``predict`` accepts the table the step trained on (the target and other columns may be there).
+    """
+
+    def __init__(
+        self,
+        feature_names: list[str] | None = None,
+        target_name: str | None = None,
+        task: str = "classification",
+        classes: list[Any] | None = None,
+        best_model: str = "",
+    ) -> None:
+        self.feature_names = feature_names or []
+        self.target_name = target_name
+        self.task = task
+        self.classes = classes
+        self.best_model = best_model
+        self.directory = ""  # the stored output folder; set when loaded
+        self._predictor: Any = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_predictor": None}
+
+    @property
+    def classes_(self) -> np.ndarray:
+        return np.asarray(self.classes)
+
+    def __sklearn_is_fitted__(self) -> bool:
+        return bool(self.best_model)
+
+    @property
+    def predictor(self) -> Any:
+        if self._predictor is None:
+            if not self.directory:
+                raise StepError("this AutoGluon model was not loaded from a stored step output")
+            from autogluon.tabular import TabularPredictor
+
+            self._predictor = TabularPredictor.load(
+                str(Path(self.directory) / PREDICTOR_DIR), verbosity=0, check_packages=False
+            )
+        return self._predictor
+
+    def features(self, X: Any) -> pd.DataFrame:
+        if not isinstance(X, pd.DataFrame):
+            X = pd.DataFrame(np.asarray(X), columns=self.feature_names)
+        missing = [name for name in self.feature_names if name not in X.columns]
+        if missing:
+            raise StepError(f"the data lacks the model's feature column(s) {missing[:10]}")
+        return X[self.feature_names].reset_index(drop=True)
+
+    def predict(self, X: Any) -> np.ndarray:
+        return np.asarray(self.predictor.predict(self.features(X)))
+
+    def predict_proba(self, X: Any) -> np.ndarray:
+        if self.task != "classification":
+            raise StepError("predict_proba needs a classification model")
+        proba = self.predictor.predict_proba(self.features(X), as_multiclass=True)
+        return np.asarray(proba[list(self.predictor.class_labels)], dtype=float)
+
+    def __repr__(self, N_CHAR_MAX: int = 700) -> str:
+        return f"AutoGluonModel(best_model={self.best_model!r}, task={self.task!r}, target={self.target_name!r})"
+
+
+@dataclass
+class AutoGluonBlueprint:
+    """What ``model/autogluon`` stores: the class and its arguments. A ``TabularPredictor`` creates its
+    folder when constructed, so it is constructed by the ``train`` step, inside that step's output."""
+
+    module_path: str
+    class_name: str
+    kwargs: dict[str, Any]
+
+
+class AutoGluonEngine(MethodEngine):
+    name = "autogluon"
+    allowed_modules = catalog.TOOLS["autogluon"].allowed_modules
+    default_module = "autogluon.tabular"
+    default_class = "TabularPredictor"
+
+    def load(self, ref: OutputRef, local_dir: Path) -> Any:
+        value = super().load(ref, local_dir)
+        if isinstance(value, AutoGluonModel):
+            value.directory = str(local_dir)
+        return value
+
+    def model(self, ctx: StepContext) -> StepResult:
+        module_path = p.optional_str(ctx.params, "modulePath", self.default_module) or ""
+        class_name = p.optional_str(ctx.params, "class", self.default_class) or ""
+        factory = import_allowed(module_path, class_name, self.allowed_modules)
+        kwargs = method_kwargs(ctx, "classParameters")
+        if "path" in kwargs:
+            raise StepError("classParameters 'path' is set by the orchestrator (the train step's output folder)")
+        if "label" not in kwargs:
+            raise StepError("classParameters 'label' (the target column) is required for a TabularPredictor")
+        metadata = {"class": f"{module_path}.{class_name}", "estimatorParameters": describe_parameters(factory, kwargs)}
+        return StepResult(value=AutoGluonBlueprint(module_path, class_name, kwargs), metadata=metadata)
+
+    def _fit(self, ctx: StepContext) -> StepResult:
+        blueprint = ctx.load_step(p.require_str(ctx.params, "parentName"))
+        if not isinstance(blueprint, AutoGluonBlueprint):
+            return super()._fit(ctx)
+        factory = import_allowed(blueprint.module_path, blueprint.class_name, self.allowed_modules)
+        predictor = factory(**blueprint.kwargs, path=str(ctx.output_dir / PREDICTOR_DIR))
+        method = p.optional_str(ctx.params, "method") or "fit"
+        kwargs = {"num_cpus": ctx.cpus, "num_gpus": gpu_count(ctx), **method_kwargs(ctx)}
+        print(f"calling {blueprint.class_name}.{method}({', '.join(kwargs)})", flush=True)
+        call_method(predictor, method, kwargs)
+        train = kwargs.get("train_data")
+        label = blueprint.kwargs["label"]
+        features = [c for c in (train.columns if isinstance(train, pd.DataFrame) else []) if c != label]
+        model = stored_model(predictor, features, label)
+        board = predictor.leaderboard(silent=True)
+        metadata = {
+            "class": f"{blueprint.module_path}.{blueprint.class_name}",
+            "method": method,
+            "bestModel": predictor.model_best,
+            "models": len(board),
+            "evalMetric": str(predictor.eval_metric),
+        }
+        return StepResult(value=model, metadata=metadata)
+
+    def automl(self, ctx: StepContext) -> StepResult:
+        settings = _AutomlSettings(ctx)
+        data = training_data(ctx, settings)
+        frame, decision = data.frame, data.decision
+        from autogluon.tabular import TabularPredictor
+
+        problem = None if settings.task == "classification" else "regression"
+        predictor = TabularPredictor(
+            label=settings.target,
+            problem_type=problem,
+            eval_metric=settings.eval_metric,
+            path=str(ctx.output_dir / PREDICTOR_DIR),
+            verbosity=2,
+        )
+        time_limit = settings.time_limit(settings.seconds_left())
+        ctx.progress(None, f"fitting for up to {time_limit:.0f} s")
+        predictor.fit(frame[[*decision.used, settings.target]], **settings.fit_arguments(ctx, time_limit))
+        if not predictor.model_names():
+            raise StepError(f"AutoGluon trained no model within {time_limit:.0f} s; raise timeBudget")
+        board = autogluon_leaderboard(predictor)
+        model = stored_model(predictor, decision.used, settings.target)
+        best_score = as_scalar(board["score_val"].iloc[0]) if not board.empty else None
+        metadata = {
+            "bestLearner": predictor.model_best,
+            "bestScore": best_score,
+            "metric": str(predictor.eval_metric),
+            "problemType": predictor.problem_type,
+            "task": settings.task,
+            "timeBudget": settings.time_budget,
+            "timeLimit": time_limit,
+            "columns": decision.as_metadata(),
+            "trainRows": len(frame),
+            "learners": len(board),
+            "predictor": PREDICTOR_DIR,
+        }
+        # AutoGluon's validation scores are "higher is better" (errors are negated); no CV unless bagging.
+        metrics: dict[str, Any] = {"bestScore": best_score, "validationScore": best_score}
+        return StepResult(value=model, metadata=metadata, metrics=metrics, derived={"leaderboard": board})
+
+
+def stored_model(predictor: Any, features: list[str], target: str) -> AutoGluonModel:
+    classification = predictor.problem_type in ("binary", "multiclass")
+    classes = [_plain(c) for c in predictor.class_labels] if classification else None
+    task = "classification" if classification else "regression"
+    return AutoGluonModel(list(features), target, task, classes, str(predictor.model_best))
+
+
+def _plain(value: Any) -> Any:
+    return value.item() if isinstance(value, np.generic) else value
+
+
+class _AutomlSettings(AutoMLRequest):
+    """The ``automl/autogluon`` parameters, validated."""
+
+    def __init__(self, ctx: StepContext) -> None:
+        super().__init__(ctx)
+        self.options = ctx.resolve(p.optional_dict(ctx.params, "options"))
+        clashes = sorted(RESERVED_OPTIONS & set(self.options))
+        if clashes:
+            raise StepError(f"options {clashes} are set by the step itself; use its top-level parameters")
+        self.eval_metric = METRICS.get(self.metric, self.metric)
+        _check_metric(self.eval_metric, self.task)
+
+    def time_limit(self, left: float) -> float:
+        limit = (left - FINISH_S) * TIME_SHARE
+        if limit < 1.0:
+            raise StepError(f"the time budget leaves no time to fit ({left:.0f} s left after loading the data)")
+        return round(limit, 1)
+
+    def fit_arguments(self, ctx: StepContext, time_limit: float) -> dict[str, Any]:
+        return {
+            "time_limit": time_limit,
+            "num_cpus": ctx.cpus,
+            "num_gpus": gpu_count(ctx),
+            "ag_args_ensemble": SEQUENTIAL_FOLDS,
+            **self.options,
+        }
+
+
+def _check_metric(metric: str | None, task: str) -> None:
+    if metric is None:
+        return
+    from autogluon.core.metrics import get_metric
+
+    problem = "binary" if task == "classification" else "regression"
+    try:
+        get_metric(metric, problem_type=problem)
+    except (ValueError, KeyError) as exc:
+        raise StepError(f"metric {metric!r} is not an AutoGluon metric: {exc}") from None
+
+
+def autogluon_leaderboard(predictor: Any) -> pd.DataFrame:
+    """One row per model, best validation score first: score, fit and predict times, stack level."""
+    board = predictor.leaderboard(silent=True)
+    keep = [c for c in ("model", "score_val", "eval_metric", "pred_time_val", "fit_time", "stack_level") if c in board]
+    board = board[keep].rename(columns={"model": "learner"})
+    return board.sort_values("score_val", ascending=False, kind="stable").reset_index(drop=True)

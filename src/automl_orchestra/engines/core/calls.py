@@ -1,0 +1,323 @@
+"""Reflection for the Learning Orchestra services: instantiate an allowed class, call a method on a stored
+object, shape the result. Shared by every engine whose steps are "``class`` from ``modulePath``" and
+"``method`` with ``methodParameters`` on ``parentName``" (scikit-learn, FLAML, and the engines to come).
+
+What a request may reach is deliberately narrow: modules under the engine's allowed roots only, public names
+only (no ``_private`` or dunder segment, so no ``__globals__``/``__subclasses__`` escapes), and the object
+finally reached must itself be defined in an allowed module (``sklearn.datasets.os.system`` is refused even
+though ``sklearn.datasets`` is allowed).
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+import inspect
+import numbers
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+import pandas as pd
+
+from automl_orchestra.contracts.errors import StepError
+from automl_orchestra.engines.core import params as p
+from automl_orchestra.engines.core.base import Engine, StepContext, StepResult
+from automl_orchestra.engines.core.values import readable_json
+
+_PUBLIC_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
+# methodParameters that hold a target: a one-column DataFrame there is almost always meant as a vector.
+TARGET_KEYS = frozenset({"y", "y_train", "y_val", "y_test", "y_true", "y_pred"})
+# The libraries that take every core unless told otherwise, and the parameter names they accept for it.
+_THREAD_PARAMETERS = {
+    "lightgbm": ("n_jobs", "num_threads", "nthread", "nthreads", "num_thread"),
+    "xgboost": ("n_jobs", "nthread"),
+}
+
+
+# ----- reflection ---------------------------------------------------------------------------------
+
+
+def import_allowed(module_path: str, class_name: str, allowed_modules: Sequence[str]) -> Any:
+    """``module_path.class_name`` (a class or function; ``class_name`` may be dotted), if allowed."""
+    _public_path(module_path, "modulePath")
+    if not within(module_path, allowed_modules):
+        raise StepError(
+            f"module {module_path!r} is not allowed for this tool; allowed: {sorted(allowed_modules)} "
+            "and their submodules"
+        )
+    parts = _public_path(class_name, "class")
+    try:
+        target: Any = importlib.import_module(module_path)
+    except ImportError as exc:
+        raise StepError(f"cannot import {module_path!r}: {exc}") from None
+    path = module_path
+    for part in parts:
+        if not hasattr(target, part):
+            raise StepError(f"{path!r} has no attribute {part!r}{_did_you_mean(part, target)}")
+        target = getattr(target, part)
+        path = f"{path}.{part}"
+    origin = target.__name__ if inspect.ismodule(target) else getattr(target, "__module__", None)
+    if not isinstance(origin, str) or not within(origin, allowed_modules):
+        raise StepError(f"{path!r} comes from {origin!r}, outside the allowed modules {sorted(allowed_modules)}")
+    return target
+
+
+def call_method(target: Any, method: str, kwargs: dict[str, Any]) -> Any:
+    """``target.method(**kwargs)`` for a public method name."""
+    if not isinstance(method, str) or not _PUBLIC_NAME.match(method):
+        raise StepError(f"method {method!r} must be a public method name (letters, digits, '_'; no leading '_')")
+    bound = getattr(target, method, None)
+    if bound is None:
+        raise StepError(f"{type(target).__name__} has no method {method!r}{_did_you_mean(method, target)}")
+    if not callable(bound):
+        raise StepError(f"{type(target).__name__}.{method} is not a method")
+    for name in kwargs:
+        if not isinstance(name, str) or not name.isidentifier():
+            raise StepError(f"parameter name {name!r} is not a valid Python identifier")
+    return bound(**kwargs)
+
+
+def within(module_path: str, roots: Sequence[str]) -> bool:
+    return any(module_path == root or module_path.startswith(root + ".") for root in roots)
+
+
+def _public_path(text: Any, what: str) -> list[str]:
+    parts = text.split(".") if isinstance(text, str) else []
+    if not parts or not all(_PUBLIC_NAME.match(part) for part in parts):
+        raise StepError(f"{what} {text!r} must be a dotted name of public identifiers (no leading '_')")
+    return parts
+
+
+def _did_you_mean(name: str, target: Any) -> str:
+    public = [attr for attr in dir(target) if not attr.startswith("_")]
+    close = difflib.get_close_matches(name, public, n=3)
+    return f"; did you mean {close}?" if close else ""
+
+
+def thread_defaults(factory: Any, kwargs: dict[str, Any], cpus: int) -> dict[str, Any]:
+    """``kwargs`` plus ``n_jobs=cpus`` when the class takes a thread count and none was given.
+
+    A worker is allowed ``cpus`` cores; LightGBM, XGBoost and ``n_jobs=-1`` estimators would otherwise take
+    every core of the machine and starve the steps running beside it.
+    """
+    root = (getattr(factory, "__module__", "") or "").split(".")[0]
+    names = _THREAD_PARAMETERS.get(root, ("n_jobs",))
+    if any(name in kwargs for name in names) or not accepts(factory, "n_jobs"):
+        return kwargs
+    return {**kwargs, "n_jobs": cpus}
+
+
+def accepts(factory: Any, name: str) -> bool:
+    """Whether calling ``factory`` accepts keyword ``name`` (XGBoost's classes take it via ``**kwargs``)."""
+    try:
+        signature = inspect.signature(factory)
+    except (TypeError, ValueError):
+        return False
+    if name in signature.parameters:
+        return True
+    takes_kwargs = any(param.kind is inspect.Parameter.VAR_KEYWORD for param in signature.parameters.values())
+    root = (getattr(factory, "__module__", "") or "").split(".")[0]
+    return takes_kwargs and root in ("xgboost", "flaml")
+
+
+def describe_parameters(instance: Any, given: dict[str, Any]) -> dict[str, Any]:
+    """An instance's constructor parameters as JSON for metadata (``repr`` where JSON has no form)."""
+    get_params = getattr(instance, "get_params", None)
+    parameters = given
+    if callable(get_params):
+        try:
+            parameters = get_params(deep=False)
+        except TypeError:  # not scikit-learn's signature
+            parameters = given
+    return {str(key): readable_json(value) for key, value in parameters.items()}
+
+
+# ----- results ------------------------------------------------------------------------------------
+
+
+def as_scalar(value: Any) -> float | None:
+    """A real number as float (for metrics), else None; booleans are not scores."""
+    if isinstance(value, bool | np.bool_) or not isinstance(value, numbers.Real):
+        return None
+    return float(value)
+
+
+def shape_output(result: Any, features: Any, *, target: Any = None, transform: bool = False) -> Any:
+    """An array computed from a DataFrame, as a DataFrame aligned with its rows (index kept).
+
+    Column names: predictions are named after the model's target when it knows one (else ``prediction``),
+    probabilities after the classes, transformed features after ``get_feature_names_out()``.
+    """
+    if isinstance(result, pd.Series):
+        return result.to_frame(name=str(result.name) if result.name is not None else "prediction")
+    if not isinstance(result, np.ndarray) or not isinstance(features, pd.DataFrame):
+        return result
+    if result.ndim not in (1, 2) or len(result) != len(features):
+        return result
+    if result.ndim == 1:
+        name = getattr(target, "target_name", None)
+        return pd.DataFrame({str(name) if name else "prediction": result}, index=features.index)
+    columns = _output_columns(target, result.shape[1], transform)
+    return pd.DataFrame(result, columns=columns, index=features.index)
+
+
+def _output_columns(target: Any, width: int, transform: bool) -> list[str]:
+    names: Any = None
+    if transform and hasattr(target, "get_feature_names_out"):
+        try:
+            names = list(target.get_feature_names_out())
+        except Exception:  # noqa: BLE001 - many transformers cannot name their outputs; fall back below
+            names = None
+    elif not transform:
+        names = getattr(target, "classes_", None)
+    if names is not None and len(names) == width:
+        return _unique([str(name) for name in names])
+    prefix = "x" if transform else "prediction_"
+    return [f"{prefix}{i}" for i in range(width)]
+
+
+def _unique(names: list[str]) -> list[str]:
+    seen: dict[str, int] = {}
+    result = []
+    for name in names:
+        count = seen.get(name, 0)
+        seen[name] = count + 1
+        result.append(name if count == 0 else f"{name}.{count}")
+    return result
+
+
+def fitted_summary(fitted: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Metadata and metrics of a fitted search (``best_score_``/``best_params_`` of *SearchCV)."""
+    metadata: dict[str, Any] = {}
+    metrics: dict[str, Any] = {}
+    best_params = getattr(fitted, "best_params_", None)
+    if isinstance(best_params, dict):
+        metadata["bestParams"] = readable_json(best_params)
+    best_score = as_scalar(getattr(fitted, "best_score_", None))
+    if best_score is not None:
+        metadata["bestScore"] = best_score
+        metrics["bestScore"] = best_score
+    return metadata, metrics
+
+
+# ----- the services -------------------------------------------------------------------------------
+
+
+@dataclass
+class MethodCall:
+    target: Any
+    method: str
+    kwargs: dict[str, Any]
+    result: Any
+
+
+def method_kwargs(ctx: StepContext, key: str = "methodParameters") -> dict[str, Any]:
+    """Resolved keyword arguments; a one-column DataFrame passed as a target becomes a Series."""
+    kwargs = ctx.resolve(p.optional_dict(ctx.params, key))
+    for name in TARGET_KEYS & set(kwargs):
+        value = kwargs[name]
+        if isinstance(value, pd.DataFrame) and value.shape[1] == 1:
+            kwargs[name] = value.iloc[:, 0]
+    return dict(kwargs)
+
+
+def call_on_parent(ctx: StepContext, default_method: str) -> MethodCall:
+    """Call ``method`` (or ``default_method``) with ``methodParameters`` on the ``parentName`` object."""
+    target = ctx.load_step(p.require_str(ctx.params, "parentName"))
+    method = p.optional_str(ctx.params, "method") or default_method
+    kwargs = method_kwargs(ctx)
+    print(f"calling {type(target).__name__}.{method}({', '.join(kwargs)})", flush=True)
+    return MethodCall(target, method, kwargs, call_method(target, method, kwargs))
+
+
+def score_metrics(target: Any, kwargs: dict[str, Any], names: list[str]) -> dict[str, float]:
+    """scikit-learn scorers (``accuracy``, ``f1``, ``roc_auc``, ``neg_mean_squared_error``...) on X/y."""
+    from sklearn.metrics import get_scorer, get_scorer_names
+
+    if "X" not in kwargs or "y" not in kwargs:
+        raise StepError("evaluating 'metrics' needs methodParameters 'X' and 'y'")
+    scores: dict[str, float] = {}
+    for name in names:
+        try:
+            scorer = get_scorer(name)
+        except ValueError:
+            raise StepError(f"unknown metric {name!r}; known metrics: {sorted(get_scorer_names())}") from None
+        value = as_scalar(scorer(target, kwargs["X"], kwargs["y"]))
+        if value is None:
+            raise StepError(f"metric {name!r} did not return a number")
+        scores[name] = value
+    return scores
+
+
+class MethodEngine(Engine):
+    """``model``, ``train``, ``tune``, ``evaluate`` and ``predict`` for an engine's allowed modules.
+
+    Subclasses set ``allowed_modules`` (from the registry) and may override :meth:`configure` (defaults for
+    constructor parameters) and :meth:`summarize` (what a fitted object reports).
+    """
+
+    allowed_modules: ClassVar[tuple[str, ...]] = ()
+    default_module: ClassVar[str | None] = None
+    default_class: ClassVar[str | None] = None
+
+    def model(self, ctx: StepContext) -> StepResult:
+        module_path = p.optional_str(ctx.params, "modulePath", self.default_module)
+        class_name = p.optional_str(ctx.params, "class", self.default_class)
+        if not module_path or not class_name:
+            raise StepError("parameters 'modulePath' and 'class' are required")
+        factory = import_allowed(module_path, class_name, self.allowed_modules)
+        if not callable(factory):
+            raise StepError(f"{module_path}.{class_name} cannot be instantiated")
+        kwargs = self.configure(factory, method_kwargs(ctx, "classParameters"), ctx)
+        instance = factory(**kwargs)
+        metadata = {
+            "class": f"{module_path}.{class_name}",
+            "estimatorParameters": describe_parameters(instance, kwargs),
+        }
+        return StepResult(value=instance, metadata=metadata)
+
+    def configure(self, factory: Callable[..., Any], kwargs: dict[str, Any], ctx: StepContext) -> dict[str, Any]:
+        return thread_defaults(factory, kwargs, ctx.cpus)
+
+    def summarize(self, fitted: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+        return fitted_summary(fitted)
+
+    def train(self, ctx: StepContext) -> StepResult:
+        return self._fit(ctx)
+
+    def tune(self, ctx: StepContext) -> StepResult:
+        return self._fit(ctx)
+
+    def _fit(self, ctx: StepContext) -> StepResult:
+        # The stored object is the one the method mutated (fit returns self by convention, not always).
+        call = call_on_parent(ctx, "fit")
+        metadata, metrics = self.summarize(call.target)
+        metadata = {"class": qualified_name(call.target), "method": call.method, **metadata}
+        return StepResult(value=call.target, metadata=metadata, metrics=metrics)
+
+    def evaluate(self, ctx: StepContext) -> StepResult:
+        names = p.optional_str_list(ctx.params, "metrics")
+        if names:
+            target = ctx.load_step(p.require_str(ctx.params, "parentName"))
+            scores = score_metrics(target, method_kwargs(ctx), names)
+            return StepResult(
+                value=scores, metadata={"class": qualified_name(target), "metricNames": names}, metrics=scores
+            )
+        call = call_on_parent(ctx, "score")
+        score = as_scalar(call.result)
+        metrics = {"score": score} if score is not None else {}
+        metadata = {"class": qualified_name(call.target), "method": call.method}
+        return StepResult(value=call.result, metadata=metadata, metrics=metrics)
+
+    def predict(self, ctx: StepContext) -> StepResult:
+        call = call_on_parent(ctx, "predict")
+        value = shape_output(call.result, call.kwargs.get("X"), target=call.target)
+        return StepResult(value=value, metadata={"class": qualified_name(call.target), "method": call.method})
+
+
+def qualified_name(value: Any) -> str:
+    kind = type(value)
+    return f"{kind.__module__}.{kind.__qualname__}"

@@ -1,0 +1,72 @@
+"""Models pickled before the engines moved into one folder each still load.
+
+A pickle names each class by module path. The adapters' old flat modules (``engines/flaml.py``...) are now
+folders, so a model stored by an earlier version names a module that no longer holds its class. Loading
+retries such a pickle with the old paths mapped to the new ones; new pickles never need it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
+
+_OLD = "automl_orchestra.engines."
+MOVED_MODULES = {
+    _OLD + old: _OLD + new
+    for old, new in {
+        "base": "core.base",
+        "values": "core.values",
+        "tables": "core.tables",
+        "calls": "core.calls",
+        "automl": "core.automl",
+        "columns": "core.columns",
+        "foreign": "core.foreign",
+        "builtin": "builtin.engine",
+        "split": "builtin.split",
+        "python_code": "python.engine",
+        "sklearn": "sklearn.engine",
+        "flaml": "flaml.engine",
+        "pycaret": "pycaret.engine",
+        "h2o": "h2o.engine",
+        "autogluon": "autogluon.engine",
+        "autokeras": "keras.autokeras",
+        "keras": "keras.keras",
+        "tpot": "tpot.engine",
+        "tsfresh": "timeseries.tsfresh",
+        "timeseries": "timeseries.ingest",
+        "nas": "nas.steps",
+        "compare": "compare.engine",
+    }.items()
+}
+T = TypeVar("T")
+
+
+def load_moved(load: Callable[[], T]) -> T:
+    """``load()``; if it fails on a class of an old module path, ``load()`` again with the paths mapped."""
+    try:
+        return load()
+    except (AttributeError, ModuleNotFoundError) as error:
+        if _OLD not in str(error):
+            raise
+        with _mapped_unpickler():
+            return load()
+
+
+@contextlib.contextmanager
+def _mapped_unpickler() -> Iterator[None]:
+    # joblib builds its unpickler from this module global; the worker loads one value at a time, so
+    # swapping it for the length of one load affects nothing else.
+    from joblib import numpy_pickle
+
+    original = numpy_pickle.NumpyUnpickler
+
+    class MappedUnpickler(original):  # type: ignore[misc, valid-type]
+        def find_class(self, module: str, name: str) -> Any:
+            return super().find_class(MOVED_MODULES.get(module, module), name)
+
+    numpy_pickle.NumpyUnpickler = MappedUnpickler
+    try:
+        yield
+    finally:
+        numpy_pickle.NumpyUnpickler = original

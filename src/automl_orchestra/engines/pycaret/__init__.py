@@ -1,0 +1,1 @@
+"""The ``pycaret`` tool: PyCaret experiments, run in the ``pycaret`` engine environment."""

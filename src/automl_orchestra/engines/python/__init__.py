@@ -1,0 +1,1 @@
+"""The ``python`` tool: ``function/python`` and ``builder/python`` run user code in forked workers."""

@@ -1,0 +1,1 @@
+"""The ``scikitlearn`` tool: scikit-learn estimators by allow-listed reflection."""
