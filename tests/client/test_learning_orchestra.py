@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import pytest
 
+import automl_orchestra.client as client_package
 from automl_orchestra.client import (
     AutoMLFlaml,
     BuilderPython,
@@ -28,6 +31,7 @@ from automl_orchestra.client import (
     TransformDataType,
     TransformProjection,
     WaitTimeoutError,
+    learning_orchestra,
 )
 from automl_orchestra.client.learning_orchestra import wire_name
 
@@ -54,6 +58,52 @@ def test_wire_names() -> None:
     assert wire_name("time_budget") == "timeBudget"
     assert wire_name("parameters", {"parameters": "methodParameters"}) == "methodParameters"
     assert wire_name("modulePath") == "modulePath"
+
+
+def _public_classes(module: ModuleType) -> set[str]:
+    """Public names of the module that are classes of this package (not the typing or httpx ones it imports)."""
+    return {
+        name
+        for name, value in vars(module).items()
+        if not name.startswith("_") and inspect.isclass(value) and value.__module__.startswith("automl_orchestra.")
+    }
+
+
+def test_learning_orchestra_all_is_every_class_of_the_module() -> None:
+    exported = learning_orchestra.__all__
+    assert len(exported) == len(set(exported))
+    assert set(exported) == _public_classes(learning_orchestra) - {"Client", "ClientOwner", "NotFoundError"}
+    # once missing from a hand-kept list
+    assert {"AutoMLH2O", "ModelPycaret", "AutoMLAutoGluon", "AutoMLCompare", "BuilderPycaret"} <= set(exported)
+
+
+def test_client_package_all_is_what_it_exports() -> None:
+    exported = client_package.__all__
+    assert len(exported) == len(set(exported))
+    public = {name for name, value in vars(client_package).items() if not name.startswith("_")}
+    submodules = {name for name in public if inspect.ismodule(getattr(client_package, name))}
+    assert set(exported) == public - submodules
+    assert set(learning_orchestra.__all__) <= set(exported)
+    assert all(
+        getattr(client_package, name) is getattr(learning_orchestra, name) for name in learning_orchestra.__all__
+    )
+
+
+def test_each_learning_orchestra_class_is_its_service_and_tool() -> None:
+    """Learning Orchestra's class name is service + tool, and no two classes share a ``service/tool`` pair."""
+    by_path: dict[str, set[type]] = {}
+    for name in learning_orchestra.__all__:
+        cls = getattr(learning_orchestra, name)
+        if cls is Observer:
+            continue
+        service, tool = cls.service, cls.tool
+        assert service and tool and name.lower() == f"{service}{tool}".lower(), name
+        by_path.setdefault(f"/{service}/{tool}", set()).add(cls)
+    assert all(len(classes) == 1 for classes in by_path.values()), by_path  # aliases are the same class
+    assert learning_orchestra.TrainAutokeras is learning_orchestra.TrainAutoKeras
+    assert learning_orchestra.TrainH2O.__module__ == learning_orchestra.__name__
+    assert learning_orchestra.TrainH2O.__qualname__ == "TrainH2O"
+    assert learning_orchestra.AutoMLH2O.__doc__.startswith("``automl/h2o``: ")
 
 
 def test_pipeline_with_sync_methods(url: str, uid: str, csv_file: Path, dataset: DatasetCsv) -> None:

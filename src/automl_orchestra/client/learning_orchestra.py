@@ -9,7 +9,9 @@ pipelines (the seed's Appendix A and B) run unchanged against AutoML Orchestra::
 
 All classes are thin layers over :class:`~automl_orchestra.client.http.Client`: one shared base
 (:class:`_StepClient`) implements create / update / search / delete / wait for a ``service/tool`` pair and
-each class only adds the Learning Orchestra spellings of those operations.
+each class only adds the Learning Orchestra spellings of those operations. The classes that only name a
+``service/tool`` pair (``ModelScikitLearn``, ``TrainH2O``, ``AutoMLFlaml``, ...) are generated from one table,
+``_TOOL_CLASSES`` at the end of this module.
 
 Semantics kept from Learning Orchestra, and where they differ from the modern :class:`Client`:
 
@@ -32,50 +34,6 @@ from typing import Any, ClassVar
 
 from automl_orchestra.client.errors import NotFoundError
 from automl_orchestra.client.http import DEFAULT_API_PREFIX, Client, ClientOwner, FileSource, Metadata, name_from_url
-
-__all__ = [
-    "AutoMLAutoKeras",
-    "AutoMLFlaml",
-    "AutoMLTpot",
-    "BuilderPython",
-    "DatasetCsv",
-    "DatasetGeneric",
-    "DatasetTimeSeries",
-    "EvaluateAutoKeras",
-    "EvaluateAutokeras",
-    "EvaluateFlaml",
-    "EvaluateKeras",
-    "EvaluateScikitLearn",
-    "EvaluateTpot",
-    "ExploreAutoKeras",
-    "ExploreHistogram",
-    "ExploreScikitLearn",
-    "FunctionPython",
-    "ModelAutoKeras",
-    "ModelFlaml",
-    "ModelKeras",
-    "ModelScikitLearn",
-    "ModelTpot",
-    "Observer",
-    "PredictAutoKeras",
-    "PredictAutokeras",
-    "PredictFlaml",
-    "PredictKeras",
-    "PredictScikitLearn",
-    "PredictTpot",
-    "TrainAutoKeras",
-    "TrainAutokeras",
-    "TrainFlaml",
-    "TrainKeras",
-    "TrainScikitLearn",
-    "TrainTpot",
-    "TransformDataType",
-    "TransformProjection",
-    "TransformScikitLearn",
-    "TransformTsfresh",
-    "TuneFlaml",
-    "TuneScikitLearn",
-]
 
 # Python keyword arguments whose request field is not their camelCase spelling.
 _RENAMED_FIELDS = {"class_name": "class", "method_name": "method"}
@@ -413,24 +371,6 @@ class _Dataset(_StepClient):
 
     update_dataset_sync = _StepClient.update_sync
     update_dataset_async = _StepClient.update_async
-
-
-class DatasetCsv(_Dataset):
-    """``dataset/csv``: CSV files stored as typed tables."""
-
-    tool = "csv"
-
-
-class DatasetGeneric(_Dataset):
-    """``dataset/generic``: any file, stored as is (referenced as a file path)."""
-
-    tool = "generic"
-
-
-class DatasetTimeSeries(_Dataset):
-    """``dataset/timeseries``: a long CSV (id, time, channels) or a sktime/UCR ``.ts`` file."""
-
-    tool = "timeseries"
 
 
 # ----- transform / explore (built-in tools) ---------------------------------------------------------
@@ -878,70 +818,6 @@ class _Evaluate(_MethodStep):
     update_evaluate_async = _StepClient.update_async
 
 
-class ModelScikitLearn(_Model):
-    tool = "scikitlearn"
-
-
-class ModelFlaml(_Model):
-    tool = "flaml"
-
-
-class TransformScikitLearn(_Transform):
-    tool = "scikitlearn"
-
-
-class ExploreScikitLearn(_Explore):
-    tool = "scikitlearn"
-
-
-class TrainScikitLearn(_Train):
-    tool = "scikitlearn"
-
-
-class TrainFlaml(_Train):
-    tool = "flaml"
-
-
-class TuneScikitLearn(_Tune):
-    tool = "scikitlearn"
-
-
-class TuneFlaml(_Tune):
-    tool = "flaml"
-
-
-class PredictScikitLearn(_Predict):
-    tool = "scikitlearn"
-
-
-class PredictFlaml(_Predict):
-    tool = "flaml"
-
-
-class EvaluateScikitLearn(_Evaluate):
-    tool = "scikitlearn"
-
-
-class EvaluateFlaml(_Evaluate):
-    tool = "flaml"
-
-
-class ModelTpot(_Model):
-    tool = "tpot"
-
-
-class TrainTpot(_Train):
-    tool = "tpot"
-
-
-class PredictTpot(_Predict):
-    tool = "tpot"
-
-
-class EvaluateTpot(_Evaluate):
-    tool = "tpot"
-
-
 class ModelPycaret(_Model):
     """``model/pycaret``: a PyCaret experiment; ``class_name`` is ClassificationExperiment (default),
     RegressionExperiment, ClusteringExperiment or AnomalyExperiment."""
@@ -959,115 +835,7 @@ class ModelPycaret(_Model):
         return self.create_model_async(name, "pycaret", class_name, pretty_response=pretty_response, **options)
 
 
-class TransformPycaret(_Transform):
-    """``transform/pycaret``: ``setup`` (default) on an experiment step, with ``data='$dataset'``."""
-
-    tool = "pycaret"
-
-
-class TrainPycaret(_Train):
-    """``train/pycaret``: ``compare_models`` (default) or ``create_model`` on a set-up experiment; the score
-    grid becomes the dataset step ``{name}_grid``."""
-
-    tool = "pycaret"
-
-
-class TunePycaret(_Tune):
-    """``tune/pycaret``: ``tune_model`` (default), ``ensemble_model``, ``blend_models``, ``stack_models``."""
-
-    tool = "pycaret"
-
-
-class EvaluatePycaret(_Evaluate):
-    """``evaluate/pycaret``: ``finalize_model`` (default) or ``predict_model`` for holdout metrics."""
-
-    tool = "pycaret"
-
-
-class PredictPycaret(_Predict):
-    """``predict/pycaret``: ``predict_model`` (or ``assign_model``) on a set-up experiment, or ``predict``
-    on a model step such as an ``automl/pycaret`` result."""
-
-    tool = "pycaret"
-
-
-class ExplorePycaret(_Explore):
-    """``explore/pycaret``: ``plot_model`` (default) or ``interpret_model``; the PNGs are the step's
-    artifacts."""
-
-    tool = "pycaret"
-
-
-class TransformTsfresh(_Transform):
-    """``transform/tsfresh``: ``method`` is extract_features (default), select_features or impute."""
-
-    tool = "tsfresh"
-
-
 # ----- code steps -----------------------------------------------------------------------------------
-
-
-class ModelAutoKeras(_Model):
-    """``model/autokeras``: an AutoKeras task (``ImageClassifier``, ``StructuredDataRegressor``, ``AutoModel``
-    with ``inputs``/``blocks``/``outputs`` by name...) stored as a recipe; ``class_parameters`` are AutoKeras'
-    plus ``trialTimeout`` (seconds one trial may run)."""
-
-    tool = "autokeras"
-
-
-class TrainAutoKeras(_Train):
-    """``train/autokeras``: ``fit`` is the architecture search, each trial in a child process stopped at
-    its time limit or before the step's memory limit; the trial table is ``{name}_leaderboard``."""
-
-    tool = "autokeras"
-
-
-class PredictAutoKeras(_Predict):
-    """``predict/autokeras``: ``predict`` of the best model found (class labels for classifiers)."""
-
-    tool = "autokeras"
-
-
-class EvaluateAutoKeras(_Evaluate):
-    """``evaluate/autokeras``: ``evaluate`` of the best model found (loss and metrics by name)."""
-
-    tool = "autokeras"
-
-
-class ExploreAutoKeras(_Explore):
-    """``explore/autokeras``: ``summary`` (trial table, best architecture) or ``export`` (``model.keras``
-    and ``model.onnx`` artifacts)."""
-
-    tool = "autokeras"
-
-
-# The seed's Appendix B spells these classes both ways.
-TrainAutokeras = TrainAutoKeras
-PredictAutokeras = PredictAutoKeras
-EvaluateAutokeras = EvaluateAutoKeras
-
-
-class ModelKeras(_Model):
-    """``model/keras``: a hand-built Keras model, layers as the seed's ``"#keras.layers...."`` expressions
-    (code: needs a role that may run code)."""
-
-    tool = "keras"
-
-
-class TrainKeras(_Train):
-    """``train/keras``: ``compile`` then ``fit`` on a Keras model step (stored in Keras' native format)."""
-
-    tool = "keras"
-
-
-class PredictKeras(_Predict):
-    tool = "keras"
-
-
-class EvaluateKeras(_Evaluate):
-    """``evaluate/keras``: ``evaluate`` (metrics by name)."""
-
-    tool = "keras"
 
 
 class _CodeStep(_StepClient):
@@ -1356,44 +1124,6 @@ def _leaderboard_reference(metadata: Mapping[str, Any]) -> str | None:
     return None
 
 
-class AutoMLAutoKeras(_AutoML):
-    """``automl/autokeras``: a neural architecture search suited to the input (a CNN for images, no
-    upscaling or downloads); ``extra``: ``max_trials``, ``epochs``, ``trial_timeout``, ``input_key``,
-    ``image_shape``, ``validation_split``."""
-
-    tool = "autokeras"
-
-
-class AutoMLFlaml(_AutoML):
-    """``automl/flaml``: declarative AutoML with FLAML (leaderboard + best model + metrics)."""
-
-    tool = "flaml"
-
-
-class AutoMLTpot(_AutoML):
-    """``automl/tpot``: baselines + TPOT search, best by CV (leaderboard, model, pipeline.py)."""
-
-    tool = "tpot"
-
-
-class AutoMLPycaret(_AutoML):
-    """``automl/pycaret``: compare_models, tune the winner, finalize (leaderboard, holdout metrics)."""
-
-    tool = "pycaret"
-
-
-class AutoMLH2O(_AutoML):
-    """``automl/h2o``: H2O AutoML in a JVM of the step (leaderboard, leader as H2O binary + MOJO, CV metrics)."""
-
-    tool = "h2o"
-
-
-class AutoMLAutoGluon(_AutoML):
-    """``automl/autogluon``: AutoGluon TabularPredictor (leaderboard, predictor under the step's output)."""
-
-    tool = "autogluon"
-
-
 class AutoMLCompare(_AutoML):
     """``automl/compare``: one dataset through several automl engines under one budget each, the same
     holdout rows and metric; one leaderboard and the best model overall (usable by any ``predict``).
@@ -1444,42 +1174,6 @@ class AutoMLCompare(_AutoML):
         return [dict(row) for row in rows[1:]]
 
 
-class ModelH2O(_Model):
-    """``model/h2o``: an H2O estimator or H2OAutoML (instantiated by the train step, in its JVM)."""
-
-    tool = "h2o"
-
-
-class TrainH2O(_Train):
-    tool = "h2o"
-
-
-class PredictH2O(_Predict):
-    tool = "h2o"
-
-
-class EvaluateH2O(_Evaluate):
-    tool = "h2o"
-
-
-class ModelAutoGluon(_Model):
-    """``model/autogluon``: a TabularPredictor (``label`` in class parameters; the path is the train step's)."""
-
-    tool = "autogluon"
-
-
-class TrainAutoGluon(_Train):
-    tool = "autogluon"
-
-
-class PredictAutoGluon(_Predict):
-    tool = "autogluon"
-
-
-class EvaluateAutoGluon(_Evaluate):
-    tool = "autogluon"
-
-
 # ----- observer -------------------------------------------------------------------------------------
 
 
@@ -1500,3 +1194,210 @@ class Observer(_Connected):
     def events(self, name: str, timeout: float | None = None) -> Iterator[Metadata]:
         """The raw Server-Sent Events: ``{"event", "data", "id"}``."""
         return self.client.events(name, timeout=timeout)
+
+
+# ----- the tool classes -----------------------------------------------------------------------------
+
+# One row per class that only names a ``service/tool`` pair: (Learning Orchestra's class name, the base that
+# gives its service and methods, the tool, what the tool does). Classes with methods of their own are
+# written out above; a tool added to the server needs one row here. An empty description leaves the base's.
+_TOOL_CLASSES: tuple[tuple[str, type[_StepClient], str, str], ...] = (
+    ("DatasetCsv", _Dataset, "csv", "CSV files stored as typed tables."),
+    ("DatasetGeneric", _Dataset, "generic", "any file, stored as is (referenced as a file path)."),
+    ("DatasetTimeSeries", _Dataset, "timeseries", "a long CSV (id, time, channels) or a sktime/UCR ``.ts`` file."),
+    ("ModelScikitLearn", _Model, "scikitlearn", ""),
+    ("TransformScikitLearn", _Transform, "scikitlearn", ""),
+    ("ExploreScikitLearn", _Explore, "scikitlearn", ""),
+    ("TrainScikitLearn", _Train, "scikitlearn", ""),
+    ("TuneScikitLearn", _Tune, "scikitlearn", ""),
+    ("PredictScikitLearn", _Predict, "scikitlearn", ""),
+    ("EvaluateScikitLearn", _Evaluate, "scikitlearn", ""),
+    ("ModelFlaml", _Model, "flaml", ""),
+    ("TrainFlaml", _Train, "flaml", ""),
+    ("TuneFlaml", _Tune, "flaml", ""),
+    ("PredictFlaml", _Predict, "flaml", ""),
+    ("EvaluateFlaml", _Evaluate, "flaml", ""),
+    ("AutoMLFlaml", _AutoML, "flaml", "declarative AutoML with FLAML (leaderboard + best model + metrics)."),
+    ("ModelTpot", _Model, "tpot", ""),
+    ("TrainTpot", _Train, "tpot", ""),
+    ("PredictTpot", _Predict, "tpot", ""),
+    ("EvaluateTpot", _Evaluate, "tpot", ""),
+    ("AutoMLTpot", _AutoML, "tpot", "baselines + TPOT search, best by CV (leaderboard, model, pipeline.py)."),
+    (
+        "TransformPycaret",
+        _Transform,
+        "pycaret",
+        "``setup`` (default) on an experiment step, with ``data='$dataset'``.",
+    ),
+    (
+        "TrainPycaret",
+        _Train,
+        "pycaret",
+        "``compare_models`` (default) or ``create_model`` on a set-up experiment; the score grid becomes the "
+        "dataset step ``{name}_grid``.",
+    ),
+    (
+        "TunePycaret",
+        _Tune,
+        "pycaret",
+        "``tune_model`` (default), ``ensemble_model``, ``blend_models``, ``stack_models``.",
+    ),
+    (
+        "PredictPycaret",
+        _Predict,
+        "pycaret",
+        "``predict_model`` (or ``assign_model``) on a set-up experiment, or ``predict`` on a model step such as "
+        "an ``automl/pycaret`` result.",
+    ),
+    (
+        "EvaluatePycaret",
+        _Evaluate,
+        "pycaret",
+        "``finalize_model`` (default) or ``predict_model`` for holdout metrics.",
+    ),
+    (
+        "ExplorePycaret",
+        _Explore,
+        "pycaret",
+        "``plot_model`` (default) or ``interpret_model``; the PNGs are the step's artifacts.",
+    ),
+    (
+        "AutoMLPycaret",
+        _AutoML,
+        "pycaret",
+        "compare_models, tune the winner, finalize (leaderboard, holdout metrics).",
+    ),
+    (
+        "TransformTsfresh",
+        _Transform,
+        "tsfresh",
+        "``method`` is extract_features (default), select_features or impute.",
+    ),
+    (
+        "ModelAutoKeras",
+        _Model,
+        "autokeras",
+        "an AutoKeras task (``ImageClassifier``, ``StructuredDataRegressor``, ``AutoModel`` with "
+        "``inputs``/``blocks``/``outputs`` by name...) stored as a recipe; ``class_parameters`` are AutoKeras' "
+        "plus ``trialTimeout`` (seconds one trial may run).",
+    ),
+    (
+        "TrainAutoKeras",
+        _Train,
+        "autokeras",
+        "``fit`` is the architecture search, each trial in a child process stopped at its time limit or before "
+        "the step's memory limit; the trial table is ``{name}_leaderboard``.",
+    ),
+    (
+        "PredictAutoKeras",
+        _Predict,
+        "autokeras",
+        "``predict`` of the best model found (class labels for classifiers).",
+    ),
+    (
+        "EvaluateAutoKeras",
+        _Evaluate,
+        "autokeras",
+        "``evaluate`` of the best model found (loss and metrics by name).",
+    ),
+    (
+        "ExploreAutoKeras",
+        _Explore,
+        "autokeras",
+        "``summary`` (trial table, best architecture) or ``export`` (``model.keras`` and ``model.onnx`` artifacts).",
+    ),
+    (
+        "AutoMLAutoKeras",
+        _AutoML,
+        "autokeras",
+        "a neural architecture search suited to the input (a CNN for images, no upscaling or downloads); "
+        "``extra``: ``max_trials``, ``epochs``, ``trial_timeout``, ``input_key``, ``image_shape``, "
+        "``validation_split``.",
+    ),
+    (
+        "ModelKeras",
+        _Model,
+        "keras",
+        'a hand-built Keras model, layers as the seed\'s ``"#keras.layers...."`` expressions (code: needs a '
+        "role that may run code).",
+    ),
+    (
+        "TrainKeras",
+        _Train,
+        "keras",
+        "``compile`` then ``fit`` on a Keras model step (stored in Keras' native format).",
+    ),
+    ("PredictKeras", _Predict, "keras", ""),
+    ("EvaluateKeras", _Evaluate, "keras", "``evaluate`` (metrics by name)."),
+    (
+        "ModelH2O",
+        _Model,
+        "h2o",
+        "an H2O estimator or H2OAutoML (instantiated by the train step, in its JVM).",
+    ),
+    ("TrainH2O", _Train, "h2o", ""),
+    ("PredictH2O", _Predict, "h2o", ""),
+    ("EvaluateH2O", _Evaluate, "h2o", ""),
+    (
+        "AutoMLH2O",
+        _AutoML,
+        "h2o",
+        "H2O AutoML in a JVM of the step (leaderboard, leader as H2O binary + MOJO, CV metrics).",
+    ),
+    (
+        "ModelAutoGluon",
+        _Model,
+        "autogluon",
+        "a TabularPredictor (``label`` in class parameters; the path is the train step's).",
+    ),
+    ("TrainAutoGluon", _Train, "autogluon", ""),
+    ("PredictAutoGluon", _Predict, "autogluon", ""),
+    ("EvaluateAutoGluon", _Evaluate, "autogluon", ""),
+    (
+        "AutoMLAutoGluon",
+        _AutoML,
+        "autogluon",
+        "AutoGluon TabularPredictor (leaderboard, predictor under the step's output).",
+    ),
+)
+
+# The seed's Appendix B spells these classes both ways: alias -> class name.
+_TOOL_CLASS_ALIASES: dict[str, str] = {
+    "TrainAutokeras": "TrainAutoKeras",
+    "PredictAutokeras": "PredictAutoKeras",
+    "EvaluateAutokeras": "EvaluateAutoKeras",
+}
+
+
+def _tool_class(name: str, base: type[_StepClient], tool: str, doc: str) -> type[_StepClient]:
+    """The class ``name``: ``base`` (the service's methods) for steps of ``base.service/tool``."""
+    # __module__ and __qualname__ as if written here, so that pickle, repr and Sphinx find the class; without
+    # a doc of its own, help() shows the base's description, as it did for the hand-written classes.
+    namespace: dict[str, Any] = {
+        "__module__": __name__,
+        "__qualname__": name,
+        "__doc__": f"``{base.service}/{tool}``: {doc}" if doc else None,
+        "tool": tool,
+    }
+    return type(name, (base,), namespace)
+
+
+globals().update({row[0]: _tool_class(*row) for row in _TOOL_CLASSES})
+globals().update({alias: globals()[name] for alias, name in _TOOL_CLASS_ALIASES.items()})
+
+# The hand-written classes plus the table's, so that a new row is exported without a second list to keep.
+__all__ = sorted(
+    [
+        "AutoMLCompare",
+        "BuilderPycaret",
+        "BuilderPython",
+        "ExploreHistogram",
+        "FunctionPython",
+        "ModelPycaret",
+        "Observer",
+        "TransformDataType",
+        "TransformProjection",
+        *(row[0] for row in _TOOL_CLASSES),
+        *_TOOL_CLASS_ALIASES,
+    ]
+)
