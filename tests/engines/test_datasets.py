@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+from collections.abc import Collection
 from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
 
+from automl_orchestra.contracts import source_policy
 from automl_orchestra.contracts.errors import StepError
 from automl_orchestra.contracts.jobs import WorkerPolicy
 from automl_orchestra.engines.builtin import csvfile
 from automl_orchestra.engines.builtin.csvfile import CsvOptions, csv_to_parquet
+from automl_orchestra.engines.core import downloads
 from automl_orchestra.engines.core.downloads import download_to_file, safe_filename
 from tests.data import titanic_like
 from tests.engines.conftest import Harness, WebServer
@@ -124,6 +127,12 @@ def test_path_outside_import_dirs_is_refused(harness: Harness, tmp_path: Path) -
     for path in (secret, allowed / "link.csv", allowed / ".." / "secret.csv"):
         with pytest.raises(StepError, match="outside the import directories"):
             harness.run("dataset", "csv", {"source": {"kind": "path", "path": str(path)}})
+    # the API's rules, applied again in the worker: absolute paths to regular files only
+    (allowed / "data.csv").write_text("a\n1\n")
+    refused = {"imports/data.csv": "must be absolute", str(allowed): "not a regular file"}
+    for path_text, message in refused.items():
+        with pytest.raises(StepError, match=message):
+            harness.run("dataset", "csv", {"source": {"kind": "path", "path": path_text}})
 
 
 def test_upload_source_and_generic_dataset(harness: Harness) -> None:
@@ -158,6 +167,38 @@ def test_redirects_are_checked_at_every_hop(harness: Harness, web: WebServer) ->
         harness.run("dataset", "csv", {"source": {"kind": "url", "url": hop}})
     fine = web.url(f"redirect?to={web.url('d.csv')}")
     assert harness.run("dataset", "csv", {"source": {"kind": "url", "url": fine}}).metadata["rowCount"] == 1
+
+
+def test_a_redirect_to_loopback_is_refused_by_the_policy(
+    tmp_path: Path, web: WebServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The worker asks the API's policy about every hop: the first (allow-listed by name) passes, the
+    redirect to the same server by a loopback address (here IPv4-mapped IPv6) does not."""
+    (web.root / "d.csv").write_text("x\n1\n")
+    asked: list[str] = []
+
+    def spy(url: str, allow_hosts: Collection[str] = ()) -> source_policy.CheckedUrl:
+        asked.append(url)
+        return source_policy.check_url(url, allow_hosts)
+
+    monkeypatch.setattr(downloads, "check_url", spy)
+    loopback = f"http://[::ffff:127.0.0.1]:{web.port}/d.csv"
+    first = web.url(f"redirect?to={loopback}", host="localhost")
+    dest = tmp_path / "d.csv"
+    with pytest.raises(StepError, match=r"loopback, embedded IPv4 127\.0\.0\.1.*ORCHESTRA_URL_ALLOWLIST"):
+        download_to_file(first, dest, max_bytes=1000, allow_hosts=["localhost"])
+    assert asked == [first, loopback] and not dest.exists()
+    # the same hop allowed by the policy goes through
+    direct = web.url(f"redirect?to={web.url('d.csv', host='localhost')}", host="localhost")
+    assert download_to_file(direct, dest, max_bytes=1000, allow_hosts=["localhost"]).size == 4
+
+
+def test_worker_refuses_credentials_in_urls(tmp_path: Path, web: WebServer) -> None:
+    (web.root / "d.csv").write_text("x\n1\n")
+    url = f"http://user:secret@127.0.0.1:{web.port}/d.csv"
+    with pytest.raises(StepError, match="credentials") as caught:
+        download_to_file(url, tmp_path / "d.csv", max_bytes=1000, allow_hosts=["127.0.0.1"])
+    assert "secret" not in str(caught.value)
 
 
 def test_download_size_limit_and_schemes(tmp_path: Path, web: WebServer) -> None:

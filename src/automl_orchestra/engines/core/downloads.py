@@ -1,16 +1,14 @@
-"""HTTP(S) downloads for dataset and code URLs, with the server's network policy enforced by the worker.
+"""HTTP(S) downloads for dataset and code URLs: streaming, size limits and redirects.
 
-The API validates a URL when the step is created, but DNS can change between then and the download (and a
-step can be re-run days later), so every hop is checked again here: http/https only, the host resolved and
-refused when it is loopback/private/link-local/reserved/multicast unless allow-listed, and the connection
-*pinned* to the address that was checked (a second DNS lookup by the HTTP client could return another one).
+Which URLs may be fetched is not decided here: every hop (the first URL and each redirect target) goes
+through ``contracts.source_policy``, the same functions the API applied at POST, because DNS can change
+between then and the download and a redirect names a new URL. The connection is then *pinned* to an
+address the policy checked (a second DNS lookup by the HTTP client could return another one).
 """
 
 from __future__ import annotations
 
-import ipaddress
 import os
-import socket
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -20,6 +18,7 @@ from urllib.parse import unquote
 import httpx
 
 from automl_orchestra.contracts.errors import StepError
+from automl_orchestra.contracts.source_policy import CheckedUrl, UnsafeSource, check_code_url, check_url
 
 MAX_REDIRECTS = 5
 _CHUNK = 1 << 20
@@ -43,82 +42,37 @@ def download_to_file(
     *,
     max_bytes: int,
     allow_hosts: Collection[str] = (),
-    only_hosts: Collection[str] | None = None,
+    code_hosts: Collection[str] | None = None,
 ) -> Download:
-    """Stream ``url`` into ``dest``; a failed or oversized download leaves no file behind."""
+    """Stream ``url`` into ``dest``; a failed or oversized download leaves no file behind.
+
+    ``code_hosts`` given: a code URL (the policy's exclusive host list); otherwise a dataset URL whose
+    private hosts must be in ``allow_hosts``."""
     try:
         with dest.open("wb") as handle:
-            return _stream(url, handle.write, max_bytes, allow_hosts, only_hosts)
+            return _stream(url, handle.write, max_bytes, allow_hosts, code_hosts)
     except BaseException:
         dest.unlink(missing_ok=True)
         raise
 
 
 def download_bytes(
-    url: str, *, max_bytes: int, allow_hosts: Collection[str] = (), only_hosts: Collection[str] | None = None
+    url: str, *, max_bytes: int, allow_hosts: Collection[str] = (), code_hosts: Collection[str] | None = None
 ) -> tuple[bytes, Download]:
+    """Like :func:`download_to_file`, into memory (for small things such as code)."""
     chunks: list[bytes] = []
-    info = _stream(url, chunks.append, max_bytes, allow_hosts, only_hosts)
+    info = _stream(url, chunks.append, max_bytes, allow_hosts, code_hosts)
     return b"".join(chunks), info
 
 
-def check_url(
-    url: str, allow_hosts: Collection[str] = (), only_hosts: Collection[str] | None = None
-) -> tuple[httpx.URL, str]:
-    """Validate one URL against the policy; return it parsed and the IP address to connect to.
-
-    ``only_hosts`` (code URLs) is an exclusive list of trusted hosts: any other host is refused, and a listed
-    host may resolve to a private address (an internal Git server). Otherwise (dataset URLs) any public host
-    is allowed, and ``allow_hosts`` lists the hosts that may be private.
-    """
+def checked_hop(url: str, allow_hosts: Collection[str], code_hosts: Collection[str] | None) -> CheckedUrl:
+    """One hop through the source policy, resolved for pinning; a refusal becomes the step's error."""
     try:
-        parsed = httpx.URL(url)
-    except (httpx.InvalidURL, TypeError, ValueError) as exc:
-        raise StepError(f"invalid URL {url!r}: {exc}") from None
-    if parsed.scheme not in ("http", "https"):
-        raise StepError(f"URL {url!r}: only http and https URLs can be downloaded")
-    host = parsed.host.lower()
-    if not host:
-        raise StepError(f"URL {url!r} has no host")
-    allowed = {name.lower() for name in allow_hosts}
-    if only_hosts is not None and host not in {name.lower() for name in only_hosts}:
-        listed = sorted(only_hosts) or "none (code URLs are disabled)"
-        raise StepError(f"URL {url!r}: host {host!r} is not allowed here; allowed hosts: {listed}")
-    addresses = _resolve(host, parsed.port or (443 if parsed.scheme == "https" else 80))
-    if only_hosts is None and host not in allowed:
-        for address in addresses:
-            if _is_restricted(address):
-                raise StepError(
-                    f"URL {url!r}: {host} resolves to {address}, a loopback/private/reserved address; "
-                    "such hosts must be allow-listed by the server administrator (ORCHESTRA_URL_ALLOWLIST)"
-                )
-    return parsed, addresses[0]
-
-
-def _resolve(host: str, port: int) -> list[str]:
-    try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except (socket.gaierror, UnicodeError) as exc:
-        raise StepError(f"cannot resolve host {host!r}: {exc}") from None
-    addresses = list(dict.fromkeys(str(info[4][0]) for info in infos))
-    if not addresses:
-        raise StepError(f"host {host!r} has no address")
-    return addresses
-
-
-def _is_restricted(address: str) -> bool:
-    ip = ipaddress.ip_address(address.split("%", 1)[0])  # drop an IPv6 zone ("fe80::1%eth0")
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
-    return bool(
-        ip.is_private
-        or ip.is_loopback
-        or ip.is_link_local
-        or ip.is_reserved
-        or ip.is_multicast
-        or ip.is_unspecified
-        or not ip.is_global
-    )
+        if code_hosts is not None:
+            return check_code_url(url, code_hosts, resolve=True)
+        return check_url(url, allow_hosts)
+    except UnsafeSource as exc:
+        raise StepError(str(exc)) from None
 
 
 def _stream(
@@ -126,18 +80,18 @@ def _stream(
     write: Callable[[bytes], object],
     max_bytes: int,
     allow_hosts: Collection[str],
-    only_hosts: Collection[str] | None,
+    code_hosts: Collection[str] | None,
 ) -> Download:
     current = url
     # trust_env=False: a proxy from the environment would connect on our behalf and defeat the IP checks.
     with httpx.Client(timeout=_TIMEOUT, follow_redirects=False, trust_env=False) as client:
         for _hop in range(MAX_REDIRECTS + 1):
-            target, address = check_url(current, allow_hosts, only_hosts)
+            checked = checked_hop(current, allow_hosts, code_hosts)
+            target = _parsed(checked.url)
             try:
                 headers, extensions = _pinning(target)
-                with client.stream(
-                    "GET", target.copy_with(host=address), headers=headers, extensions=extensions
-                ) as response:
+                pinned = target.copy_with(host=checked.addresses[0])
+                with client.stream("GET", pinned, headers=headers, extensions=extensions) as response:
                     if response.is_redirect:
                         current = _redirect_target(target, response)
                         continue
@@ -152,6 +106,13 @@ def _stream(
             except httpx.HTTPError as exc:
                 raise StepError(f"download of {url!r} failed: {type(exc).__name__}: {exc}") from None
     raise StepError(f"download of {url!r} failed: more than {MAX_REDIRECTS} redirects")
+
+
+def _parsed(url: str) -> httpx.URL:
+    try:
+        return httpx.URL(url)
+    except (httpx.InvalidURL, TypeError, ValueError) as exc:
+        raise StepError(f"invalid URL {url!r}: {exc}") from None
 
 
 def _pinning(target: httpx.URL) -> tuple[dict[str, str], dict[str, Any]]:

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from automl_orchestra.contracts.errors import StepError
+from automl_orchestra.contracts.source_policy import UnsafeSource, check_import_path
 from automl_orchestra.engines.core import params as p
 from automl_orchestra.engines.core.base import StepContext
 from automl_orchestra.engines.core.downloads import download_to_file
@@ -73,15 +74,9 @@ def _downloaded(ctx: StepContext, url: str) -> Iterator[LocalSource]:
 
 
 def import_path(path: str, import_dirs: list[str]) -> Path:
-    """``path`` resolved (symlinks included) and checked to lie inside one of the import directories."""
-    if not import_dirs:
-        raise StepError("path imports are disabled: the server has no import directories (ORCHESTRA_IMPORT_DIRS)")
-    if not os.path.isabs(path):
-        raise StepError(f"path {path!r} must be absolute")
-    real = os.path.realpath(path)
-    roots = [os.path.realpath(root) for root in import_dirs]
-    if not any(os.path.commonpath([real, root]) == root for root in roots):
-        raise StepError(f"path {path!r} is outside the import directories {import_dirs}")
-    if not os.path.isfile(real):
-        raise StepError(f"path {path!r} is not a regular file")
-    return Path(real)
+    """``path`` checked by the API's own rule (absolute, symlinks resolved, a regular file inside an import
+    directory); the resolved path is what must be opened. A refusal fails the step with the policy's message."""
+    try:
+        return check_import_path(path, import_dirs)
+    except UnsafeSource as exc:
+        raise StepError(str(exc)) from None

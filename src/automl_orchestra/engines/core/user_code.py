@@ -55,7 +55,8 @@ def load_code(ctx: StepContext) -> str:
     if url and code:
         raise StepError("give either 'code' or 'codeUrl', not both")
     if url:
-        data, _info = download_bytes(url, max_bytes=MAX_CODE_BYTES, only_hosts=ctx.job.policy.code_url_hosts)
+        # The worker re-applies the API's code-URL rule (hosts in ORCHESTRA_CODE_URL_HOSTS) at every hop.
+        data, _info = download_bytes(url, max_bytes=MAX_CODE_BYTES, code_hosts=ctx.job.policy.code_url_hosts)
         try:
             code = data.decode("utf-8")
         except UnicodeDecodeError:
