@@ -81,7 +81,7 @@ def test_tabular_predictor_by_reflection_on_text_features(harness: Harness, tmp_
         name="predicted",
         inputs=["fitted", "titanic"],
     ).load()
-    assert list(predicted.columns) == ["Survived"] and (predicted["Survived"] == frame["Survived"]).mean() > 0.7
+    assert list(predicted.columns) == ["prediction"] and (predicted["prediction"] == frame["Survived"]).mean() > 0.7
     refused = harness.context("model", "autogluon", {"classParameters": {"label": "x", "path": "/tmp/elsewhere"}})
     from automl_orchestra.contracts.errors import StepError
     from automl_orchestra.engines.autogluon.engine import AutoGluonEngine

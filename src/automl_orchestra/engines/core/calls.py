@@ -138,6 +138,10 @@ def describe_parameters(instance: Any, given: dict[str, Any]) -> dict[str, Any]:
 # ----- results ------------------------------------------------------------------------------------
 
 
+# The one column of a prediction table, for every engine.
+PREDICTION = "prediction"
+
+
 def as_scalar(value: Any) -> float | None:
     """A real number as float (for metrics), else None; booleans are not scores."""
     if isinstance(value, bool | np.bool_) or not isinstance(value, numbers.Real):
@@ -146,22 +150,26 @@ def as_scalar(value: Any) -> float | None:
 
 
 def shape_output(result: Any, features: Any, *, target: Any = None, transform: bool = False) -> Any:
-    """An array computed from a DataFrame, as a DataFrame aligned with its rows (index kept).
+    """An array computed from a DataFrame, as a DataFrame with one row per row of it.
 
-    Column names: predictions are named after the model's target when it knows one (else ``prediction``),
-    probabilities after the classes, transformed features after ``get_feature_names_out()``.
+    Predictions have one shape whatever the engine: one column ``prediction`` (class probabilities: one
+    column per class), rows in the order of ``X`` with a fresh index, so the caller's pandas index never
+    becomes a column of the result. Transformed features are named after ``get_feature_names_out()`` and
+    keep ``X``'s index (they are features of the same rows).
     """
     if isinstance(result, pd.Series):
-        return result.to_frame(name=str(result.name) if result.name is not None else "prediction")
+        if transform:
+            return result.to_frame(name=str(result.name) if result.name is not None else PREDICTION)
+        return pd.DataFrame({PREDICTION: result.to_numpy()})
     if not isinstance(result, np.ndarray) or not isinstance(features, pd.DataFrame):
         return result
     if result.ndim not in (1, 2) or len(result) != len(features):
         return result
+    index = features.index if transform else None
     if result.ndim == 1:
-        name = getattr(target, "target_name", None)
-        return pd.DataFrame({str(name) if name else "prediction": result}, index=features.index)
+        return pd.DataFrame({PREDICTION: result}, index=index)
     columns = _output_columns(target, result.shape[1], transform)
-    return pd.DataFrame(result, columns=columns, index=features.index)
+    return pd.DataFrame(result, columns=columns, index=index)
 
 
 def _output_columns(target: Any, width: int, transform: bool) -> list[str]:
