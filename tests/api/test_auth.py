@@ -45,3 +45,34 @@ def test_refuses_non_loopback_bind_without_tokens() -> None:
     )
     assert result.returncode != 0
     assert "without authentication" in result.stderr
+
+
+def test_callers_without_the_right_token_learn_nothing_about_which_steps_exist(auth_server: ServerHandle) -> None:
+    """Roles are settled before any lookup: an existing and a missing step get the same 401 / 403."""
+    api = auth_server.api
+    admin = {"Authorization": "Bearer admin-token"}
+    viewer = {"Authorization": "Bearer viewer-token"}
+    assert httpx.post(f"{api}/function/python", json={"name": "auth_probe", "code": "response = 1"}, headers=admin)
+    assert httpx.get(f"{api}/steps/auth_probe", headers=admin).status_code == 200
+    routes = ["/steps/{}", "/function/python/{}"]
+    calls = [("GET", "{}"), ("PATCH", "{}"), ("DELETE", "{}"), ("POST", "{}/cancel")]
+
+    def both(method: str, path: str, headers: dict[str, str]) -> tuple[httpx.Response, httpx.Response]:
+        body = {"code": "response = 2"} if method == "PATCH" else None
+        existing, missing = (
+            httpx.request(method, api + path.format(name), json=body, headers=headers)
+            for name in ("auth_probe", "auth_nobody")
+        )
+        return existing, missing
+
+    for route in routes:
+        for method, tail in calls:
+            path = tail.format(route)
+            existing, missing = both(method, path, {})
+            assert existing.status_code == missing.status_code == 401, (method, path, existing.text)
+            assert existing.json() == missing.json()
+            if method != "GET":
+                existing, missing = both(method, path, viewer)
+                assert existing.status_code == missing.status_code == 403, (method, path, existing.text)
+                assert existing.json() == missing.json()
+    assert httpx.get(f"{api}/steps/auth_probe", headers=admin).status_code == 200  # nothing was deleted

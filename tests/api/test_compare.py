@@ -6,9 +6,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import httpx
+import pytest
 
 from automl_orchestra.api.routes_compare import DEFAULT_ENGINES, chosen_engines
 from automl_orchestra.config import Settings
+from automl_orchestra.steps.errors import Conflict
+from automl_orchestra.steps.service import NewStep, StepService
+from automl_orchestra.store import db
+from automl_orchestra.store.artifacts import ArtifactStore
 from tests.api.helpers import content, post, upload, wait_for_status
 from tests.conftest import ServerHandle
 from tests.data import titanic_like
@@ -66,7 +71,7 @@ def test_compare_flaml_autogluon_and_a_failing_tpot(fresh_server: ServerHandle, 
         )
         assert server.wait("cmp_pred")["status"] == "finished"
         predicted = content(http, "/predict/compare/cmp_pred", limit=100)[1:]
-        assert len(predicted) == 60 and {row["Survived"] for row in predicted} <= {0, 1}
+        assert len(predicted) == 60 and {row["prediction"] for row in predicted} <= {0, 1}
 
         # Re-executing one engine step alone works like any step (it is an ordinary automl step).
         lineage = http.get("/lineage/cmp").json()["result"]
@@ -125,6 +130,33 @@ def _check_requests(http: httpx.Client, tmp_path: Path) -> None:
     assert "set by the server" in server_set.text
     post(http, "/automl/compare", {**base, "name": "cmpchk_data", "engines": ["flaml"]}, expect=409)
     assert http.get("/steps/cmpchk_split").status_code == 404  # nothing half-made
+    # A derived name taken by another step (here the second engine's): 409, and not one step more.
+    post(http, "/function/python", {"name": "cmpchk_tpot", "code": "response = 1"})
+    before = sorted(s["name"] for s in http.get("/steps").json()["result"])
+    taken = post(http, "/automl/compare", {**base, "engines": ["flaml", "tpot"]}, expect=409)
+    assert "'cmpchk_tpot' already exists" in taken.json()["result"]
+    assert sorted(s["name"] for s in http.get("/steps").json()["result"]) == before
+
+
+def test_create_many_creates_every_step_or_none(tmp_path: Path) -> None:
+    """The expansion's steps go in one transaction: a collision on the 4th leaves no first three behind."""
+    settings = Settings(home=tmp_path)
+    database = db.open_database(settings.resolved_database_url)
+    db.upgrade(database)
+    service = StepService(db.session_factory(database), ArtifactStore(settings.resolved_artifact_url))
+    service.create(NewStep("function", "python", "cm_taken", {"code": "response = 1"}))
+
+    def code(name: str, parameters: dict[str, str] | None = None) -> NewStep:
+        return NewStep("function", "python", name, {"code": "response = 1", "parameters": parameters or {}})
+
+    # Later steps may reference earlier ones of the same batch.
+    batch = [code("cm_a"), code("cm_b", {"x": "$cm_a"}), code("cm_c", {"x": "$cm_b"})]
+    with pytest.raises(Conflict, match="cm_taken"):
+        service.create_many([*batch, code("cm_taken")])
+    assert [s.name for s in service.list_steps()] == ["cm_taken"]
+    created = service.create_many(batch)
+    assert [s.name for s in created] == ["cm_a", "cm_b", "cm_c"] and service.parents("cm_c") == ["cm_b"]
+    database.dispose()
 
 
 def test_default_engines_are_the_installed_ones_with_reasons_for_the_others() -> None:

@@ -6,15 +6,13 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 
 from fastapi import FastAPI, Request
 from fastapi.responses import RedirectResponse
-from sqlalchemy import Engine
-from sqlalchemy.orm import Session, sessionmaker
 
 from automl_orchestra import __version__
 from automl_orchestra.api import errors, routes_observe, routes_steps, routes_timeseries
+from automl_orchestra.api.dependencies import Orchestra
 from automl_orchestra.config import Settings
 from automl_orchestra.runtime.events import EventHub
 from automl_orchestra.runtime.executor import Executor
@@ -36,17 +34,6 @@ waits for it. Parameter values may reference other steps: `"$step"` is a step's 
 `"$step.attr"` a key, column or attribute of it, `"$$"` a literal dollar. Every route is also served
 under `/api/learningOrchestra/v1` for Learning Orchestra clients.
 """
-
-
-@dataclass
-class Orchestra:
-    settings: Settings
-    database: Engine
-    sessions: sessionmaker[Session]
-    store: ArtifactStore
-    hub: EventHub
-    service: StepService
-    scheduler: Scheduler
 
 
 def build_orchestra(settings: Settings, executor: Executor | None = None) -> Orchestra:

@@ -14,8 +14,9 @@ from typing import Any
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 
+from automl_orchestra.api.dependencies import Orchestra, checked_step
 from automl_orchestra.api.errors import ApiError, summarize
-from automl_orchestra.api.schemas import CompareBody, body_model
+from automl_orchestra.api.schemas import AutoMLBody, CompareBody, StepBody, body_model
 from automl_orchestra.config import Settings
 from automl_orchestra.contracts import catalog, references
 from automl_orchestra.steps.documents import step_url
@@ -27,7 +28,12 @@ DEFAULT_ENGINES = ("flaml", "autogluon", "h2o", "pycaret", "tpot")
 COMPARE_FIELDS = frozenset({"engines", "holdout", "candidates", "holdoutData", "skipped", "options"})
 
 
-def create(service: StepService, settings: Settings, body: CompareBody) -> JSONResponse:
+def create(orchestra: Orchestra, role: str, body: StepBody) -> JSONResponse:
+    """Expand ``body`` into its steps, each checked like a step of its own, and create them in one
+    transaction: a comparison exists whole or not at all."""
+    if not isinstance(body, CompareBody):
+        raise TypeError(f"automl/compare needs a CompareBody, got {type(body).__name__}")
+    settings = orchestra.settings
     if body.candidates or body.holdoutData or body.skipped:
         raise ApiError(422, "'candidates', 'holdoutData' and 'skipped' are set by the server; leave them out")
     engines, skipped = chosen_engines(body.engines, settings)
@@ -36,21 +42,16 @@ def create(service: StepService, settings: Settings, body: CompareBody) -> JSONR
         raise ApiError(422, f"options of automl/compare are keyed by engine; {unknown_options} are not in {engines}")
     split = f"{body.name}_split"
     children = {engine: f"{body.name}_{engine}" for engine in engines}
-    _check_names(service, body.name, split, children)
+    _check_names(orchestra.service, body.name, split, children)
+    steps = [_split_step(settings, role, body, split)]
     common = {k: v for k, v in body.to_parameters().items() if k not in COMPARE_FIELDS}
     limits = body.limits.model_dump(exclude_none=True)
-    split_parameters = {
-        "parentName": body.parentName,
-        "target": body.target,
-        "task": body.task,
-        "holdout": body.holdout,
-        "seed": body.seed,
-    }
-    service.create(NewStep("transform", "split", split, split_parameters, f"train/holdout split of {body.name}"))
     for engine, child in children.items():
-        parameters = _child_parameters(engine, child, {**common, "parentName": split}, body.options.get(engine))
-        service.create(
-            NewStep("automl", engine, child, parameters, f"{engine} in comparison {body.name}", limits=limits)
+        data = {**common, "parentName": split, "limits": limits}
+        child_body = _child_body(engine, child, data, body.options.get(engine))
+        description = f"{engine} in comparison {body.name}"
+        steps.append(
+            checked_step(settings, role, "automl", engine, child_body, child_body.to_parameters(), description)
         )
     parameters = {
         **body.to_parameters(),
@@ -59,9 +60,28 @@ def create(service: StepService, settings: Settings, body: CompareBody) -> JSONR
         "holdoutData": f"${derived_name(split, 'holdout')}",
         "skipped": skipped,
     }
-    step = service.create(NewStep("automl", "compare", body.name, parameters, body.description, cache=body.cache))
+    compare = checked_step(settings, role, "automl", "compare", body, parameters)
+    # The limits (and the timeout sized for the budget) are the engine steps'; the compare step only builds
+    # the leaderboard once they are done, under the server's defaults as before.
+    compare.limits, compare.retryable = {}, False
+    steps.append(compare)
+    step = orchestra.service.create_many(steps)[-1]
     url = step_url(step)
     return JSONResponse({"result": url}, status_code=201, headers={"Location": url})
+
+
+def _split_step(settings: Settings, role: str, body: CompareBody, split: str) -> NewStep:
+    parameters = {
+        "parentName": body.parentName,
+        "target": body.target,
+        "task": body.task,
+        "holdout": body.holdout,
+        "seed": body.seed,
+    }
+    # The split has no request model of its own (the server writes its parameters): a bare body carries its
+    # name through the same code-role, limits and environment checks.
+    bare = StepBody(name=split, description=f"train/holdout split of {body.name}")
+    return checked_step(settings, role, "transform", "split", bare, parameters)
 
 
 def chosen_engines(requested: list[str] | None, settings: Settings) -> tuple[list[str], dict[str, str]]:
@@ -115,10 +135,13 @@ def _check_names(service: StepService, name: str, split: str, children: dict[str
             raise ApiError(409, f"a step named {candidate!r} already exists; choose another comparison name")
 
 
-def _child_parameters(engine: str, name: str, common: dict[str, Any], options: Any) -> dict[str, Any]:
-    """The engine step's parameters, validated with that engine's own automl body."""
+def _child_body(engine: str, name: str, common: dict[str, Any], options: Any) -> AutoMLBody:
+    """The engine step's body, validated with that engine's own automl body."""
     data = {**common, "name": name, "options": options or {}}
     try:
-        return body_model("automl", engine).model_validate(data).to_parameters()
+        body = body_model("automl", engine).model_validate(data)
     except ValidationError as exc:
         raise ApiError(422, f"invalid request for engine {engine!r}: " + summarize(exc.errors())) from exc
+    if not isinstance(body, AutoMLBody):
+        raise TypeError(f"automl/{engine} has no automl body: {type(body).__name__}")
+    return body

@@ -13,11 +13,11 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
-from fastapi import APIRouter, Path, Query, Request
+from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import StreamingResponse
 
 from automl_orchestra.api import examples
-from automl_orchestra.api.auth import require
+from automl_orchestra.api.dependencies import Orchestra, OrchestraDep, require_viewer
 from automl_orchestra.contracts.references import NAME_PATTERN
 from automl_orchestra.runtime.events import wait_for
 from automl_orchestra.steps.documents import step_document
@@ -30,7 +30,8 @@ KEEPALIVE_S = 15.0
 
 
 def router() -> APIRouter:
-    api = APIRouter(tags=["observe"])
+    # Every route here reads: one role for the whole router, settled before any step is read.
+    api = APIRouter(tags=["observe"], dependencies=[Depends(require_viewer)])
     name_path = Path(pattern=f"^{NAME_PATTERN}$")
 
     @api.get(
@@ -39,12 +40,10 @@ def router() -> APIRouter:
         responses=examples.ok(examples.OBSERVED),
     )
     async def observe(
-        request: Request,
+        orchestra: OrchestraDep,
         name: str = name_path,
         timeout: float = Query(60.0, ge=0, le=MAX_TIMEOUT_S, description="seconds to wait at most"),
     ) -> dict[str, Any]:
-        orchestra = request.app.state.orchestra
-        require(request, orchestra.settings, "viewer")
         deadline = time.monotonic() + timeout
         with orchestra.hub.subscription(name) as changed:
             while True:
@@ -59,9 +58,7 @@ def router() -> APIRouter:
         summary="Server-Sent Events: one 'status' event per change",
         responses={200: {"content": {"text/event-stream": {"example": _event("status", examples.METADATA)}}}},
     )
-    async def events(request: Request, name: str = name_path) -> StreamingResponse:
-        orchestra = request.app.state.orchestra
-        require(request, orchestra.settings, "viewer")
+    async def events(request: Request, orchestra: OrchestraDep, name: str = name_path) -> StreamingResponse:
         await _document(orchestra, name)  # 404 before the stream starts
         return StreamingResponse(
             _stream(request, orchestra, name),
@@ -72,7 +69,7 @@ def router() -> APIRouter:
     return api
 
 
-async def _stream(request: Request, orchestra: Any, name: str) -> AsyncIterator[str]:
+async def _stream(request: Request, orchestra: Orchestra, name: str) -> AsyncIterator[str]:
     last: str | None = None
     idle_since = time.monotonic()
     with orchestra.hub.subscription(name) as changed:
@@ -98,7 +95,7 @@ def _event(kind: str, data: dict[str, Any]) -> str:
     return f"event: {kind}\ndata: {json.dumps(data)}\n\n"
 
 
-async def _document(orchestra: Any, name: str) -> dict[str, Any]:
+async def _document(orchestra: Orchestra, name: str) -> dict[str, Any]:
     def read() -> dict[str, Any]:
         step = orchestra.service.get(name)
         return step_document(step, orchestra.service.parents(name))

@@ -3,24 +3,33 @@ sub-resources by name alone under ``/steps/{name}`` (what the CLI uses)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Iterator
+from typing import IO, Any
 
-from fastapi import APIRouter, Body, Path, Query, Request
+from fastapi import APIRouter, Body, Depends, Path, Query, Request
+from fastapi.params import Depends as DependsParam
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ValidationError
 
 from automl_orchestra.api import content, datasets, examples, routes_compare
-from automl_orchestra.api.auth import require, require_code
+from automl_orchestra.api.auth import require_code
+from automl_orchestra.api.dependencies import (
+    EditorRole,
+    Orchestra,
+    OrchestraDep,
+    check_body,
+    check_budget_fits,
+    checked_step,
+    creator_role,
+    require_editor,
+    require_viewer,
+)
 from automl_orchestra.api.errors import ApiError, summarize
-from automl_orchestra.api.schemas import AutoMLBody, StepBody, body_model
-from automl_orchestra.config import Settings
+from automl_orchestra.api.schemas import StepBody, body_model
 from automl_orchestra.contracts import catalog
 from automl_orchestra.contracts.outputs import OutputRef
 from automl_orchestra.contracts.references import NAME_PATTERN
-from automl_orchestra.contracts.source_policy import check_code_url
 from automl_orchestra.steps.documents import run_document, step_document, step_url
-from automl_orchestra.steps.service import NewStep
 from automl_orchestra.store.artifacts import run_prefix
 from automl_orchestra.store.models import Step
 
@@ -28,14 +37,12 @@ NamePath = Path(pattern=f"^{NAME_PATTERN}$", description="step name")
 Skip = Query(0, ge=0)
 Limit = Query(20, ge=1, le=100)
 Cascade = Query(False, description="also delete / re-run every dependent step")
+VIEWER: list[DependsParam] = [Depends(require_viewer)]
+EDITOR: list[DependsParam] = [Depends(require_editor)]
 
 
 class Result(BaseModel):
     result: Any
-
-
-def _orchestra(request: Request) -> Any:
-    return request.app.state.orchestra
 
 
 def _pairs() -> list[tuple[str, str, bool]]:
@@ -58,59 +65,19 @@ def router() -> APIRouter:
 # ----- creation ------------------------------------------------------------------------------------
 
 
-def create_step(request: Request, service: str, tool: str, body: StepBody, parameters: dict[str, Any]) -> JSONResponse:
-    orchestra = _orchestra(request)
-    settings = orchestra.settings
-    role = require(request, settings, "editor")
-    if catalog.runs_code(service, tool):
-        require_code(role, settings)
-    _check_limits(body, settings)
-    _check_body(service, tool, body, settings)
+def create_step(
+    orchestra: Orchestra, role: str, service: str, tool: str, body: StepBody, parameters: dict[str, Any]
+) -> JSONResponse:
+    """Create the step ``body`` asks for; the caller's role was settled by the route's dependency."""
     if service == "automl" and tool == "compare":  # expanded into its split, engine and compare steps
-        return routes_compare.create(orchestra.service, settings, body)  # type: ignore[arg-type]
-    step = orchestra.service.create(
-        NewStep(
-            service=service,
-            tool=tool,
-            name=body.name,
-            parameters=parameters,
-            description=body.description,
-            cache=body.cache,
-            retryable=body.retryable,
-            limits=body.limits.model_dump(exclude_none=True),
-        )
-    )
+        return routes_compare.create(orchestra, role, body)
+    step = orchestra.service.create(checked_step(orchestra.settings, role, service, tool, body, parameters))
+    return created(step)
+
+
+def created(step: Step) -> JSONResponse:
     url = step_url(step)
     return JSONResponse({"result": url}, status_code=201, headers={"Location": url})
-
-
-def _check_body(service: str, tool: str, body: StepBody, settings: Settings) -> None:
-    spec = catalog.tool(tool)
-    missing = settings.missing_environment(spec.environment) if spec is not None else None
-    if missing:
-        raise ApiError(503, f"{tool} runs in {missing}")
-    module_path = getattr(body, "modulePath", None)
-    if module_path and spec is not None and not spec.allows_module(module_path):
-        allowed = ", ".join(spec.allowed_modules) or "none"
-        raise ApiError(422, f"{tool} may only import from {allowed}; {module_path!r} is not allowed")
-    code_url = getattr(body, "codeUrl", None)
-    if service in catalog.CODE_SERVICES:
-        if bool(getattr(body, "code", None)) == bool(code_url):
-            raise ApiError(422, "give exactly one of 'code' and 'codeUrl'")
-        if code_url:
-            check_code_url(code_url, settings.code_url_host_set)
-    if service == "explore" and tool != "histogram" and not (body.parentName or body.modulePath):  # type: ignore[attr-defined]
-        raise ApiError(422, "give 'parentName' (call a method of a step's object) or 'modulePath'")
-
-
-def _check_limits(body: StepBody, settings: Settings) -> None:
-    limits = body.limits
-    if limits.timeoutS and limits.timeoutS > settings.max_step_timeout_s:
-        raise ApiError(422, f"limits.timeoutS may be at most {settings.max_step_timeout_s:g} s on this server")
-    if limits.memoryMb and limits.memoryMb > settings.max_step_memory_mb:
-        raise ApiError(422, f"limits.memoryMb may be at most {settings.max_step_memory_mb} on this server")
-    if isinstance(body, AutoMLBody) and limits.timeoutS and limits.timeoutS <= body.timeBudget:
-        raise ApiError(422, "limits.timeoutS must be larger than timeBudget so the engine can finish")
 
 
 def _validated(model: type[StepBody], data: dict[str, Any]) -> StepBody:
@@ -127,12 +94,14 @@ def _tool_routes(api: APIRouter, service: str, tool: str, creatable: bool) -> No
     base = f"/{service}/{tool}"
     tag = service
     model = body_model(service, tool)
+    # Code tools need a code role on top of editor: known from the route, so settled before the body is read.
+    creator = Depends(creator_role(service, tool))
 
     if creatable and service == "dataset":
 
-        async def create_dataset(request: Request) -> JSONResponse:
-            body, parameters = await datasets.read_request(request, _orchestra(request), tool)
-            return create_step(request, service, tool, body, parameters)
+        async def create_dataset(request: Request, orchestra: OrchestraDep, role: str = creator) -> JSONResponse:
+            body, parameters = await datasets.read_request(request, orchestra, tool)
+            return create_step(orchestra, role, service, tool, body, parameters)
 
         api.add_api_route(
             base,
@@ -148,11 +117,13 @@ def _tool_routes(api: APIRouter, service: str, tool: str, creatable: bool) -> No
     elif creatable:
         body_examples: dict[str, Any] = {"example": {"summary": f"{service}/{tool}", "value": model.example}}
 
-        def create(request: Request, body: StepBody = Body(openapi_examples=body_examples)) -> JSONResponse:
-            return create_step(request, service, tool, body, body.to_parameters())
+        def create(
+            orchestra: OrchestraDep, role: str = creator, body: StepBody = Body(openapi_examples=body_examples)
+        ) -> JSONResponse:
+            return create_step(orchestra, role, service, tool, body, body.to_parameters())
 
         # Annotations are strings here (PEP 563): give FastAPI the concrete model of this route.
-        create.__annotations__ = {"request": Request, "body": model, "return": JSONResponse}
+        create.__annotations__ = {"orchestra": OrchestraDep, "role": str, "body": model, "return": JSONResponse}
 
         api.add_api_route(
             base,
@@ -165,45 +136,39 @@ def _tool_routes(api: APIRouter, service: str, tool: str, creatable: bool) -> No
             responses={201: {"content": {"application/json": {"example": examples.CREATED}}}},
         )
 
-    def list_steps(request: Request, skip: int = Skip, limit: int = Query(100, ge=1, le=1000)) -> dict[str, Any]:
-        orchestra = _orchestra(request)
-        require(request, orchestra.settings, "viewer")
+    def list_steps(orchestra: OrchestraDep, skip: int = Skip, limit: int = Query(100, ge=1, le=1000)) -> dict[str, Any]:
         steps = orchestra.service.list_steps(service=service, tool=tool, skip=skip, limit=limit)
         return {"result": [_document(orchestra, s) for s in steps]}
 
     def read(
-        request: Request,
+        orchestra: OrchestraDep,
         name: str = NamePath,
         skip: int = Skip,
         limit: int = Limit,
         query: str | None = Query(None, description='JSON column filters, e.g. {"Sex": "female"}'),
     ) -> dict[str, Any]:
-        orchestra = _orchestra(request)
-        require(request, orchestra.settings, "viewer")
         step = orchestra.service.get_in(name, service, tool)
         parents = orchestra.service.parents(name)
         return {"result": content.page(orchestra.store, step, parents, skip, limit, content.parse_query(query))}
 
     def patch(
-        request: Request,
+        orchestra: OrchestraDep,
         name: str = NamePath,
         cascade: bool = Cascade,
         changes: dict[str, Any] = Body(default_factory=dict, openapi_examples={"example": {"value": {}}}),
     ) -> dict[str, Any]:
-        orchestra = _orchestra(request)
-        orchestra.service.get_in(name, service, tool)
-        return update_step(request, name, changes, cascade)
+        step = orchestra.service.get_in(name, service, tool)
+        return update_step(orchestra, step, changes, cascade)
 
-    def remove(request: Request, name: str = NamePath, cascade: bool = Cascade) -> dict[str, Any]:
-        orchestra = _orchestra(request)
+    def remove(orchestra: OrchestraDep, name: str = NamePath, cascade: bool = Cascade) -> dict[str, Any]:
         orchestra.service.get_in(name, service, tool)
-        return delete_step(request, name, cascade)
+        return delete_step(orchestra, name, cascade)
 
     route = _adder(api, tag)
-    route(base, list_steps, "GET", f"List {service}/{tool} steps", examples.LIST)
-    route(f"{base}/{{name}}", read, "GET", "Metadata and content page", examples.PAGE)
-    route(f"{base}/{{name}}", patch, "PATCH", "Re-execute with changes", examples.UPDATED)
-    route(f"{base}/{{name}}", remove, "DELETE", "Delete the step", examples.DELETED)
+    route(base, list_steps, "GET", f"List {service}/{tool} steps", examples.LIST, VIEWER)
+    route(f"{base}/{{name}}", read, "GET", "Metadata and content page", examples.PAGE, VIEWER)
+    route(f"{base}/{{name}}", patch, "PATCH", "Re-execute with changes", examples.UPDATED, [creator])
+    route(f"{base}/{{name}}", remove, "DELETE", "Delete the step", examples.DELETED, EDITOR)
     _sub_resources(api, f"{base}/{{name}}", tag, lambda o, n: o.service.get_in(n, service, tool))
 
 
@@ -214,37 +179,36 @@ def _by_name_routes(api: APIRouter) -> None:
     tag = "steps"
 
     def list_all(
-        request: Request,
+        orchestra: OrchestraDep,
         service: str | None = None,
         tool: str | None = None,
         status: str | None = None,
         skip: int = Skip,
         limit: int = Query(100, ge=1, le=1000),
     ) -> dict[str, Any]:
-        orchestra = _orchestra(request)
-        require(request, orchestra.settings, "viewer")
         steps = orchestra.service.list_steps(service=service, tool=tool, status=status, skip=skip, limit=limit)
         return {"result": [_document(orchestra, s) for s in steps]}
 
-    def read(request: Request, name: str = NamePath) -> dict[str, Any]:
-        orchestra = _orchestra(request)
-        require(request, orchestra.settings, "viewer")
+    def read(orchestra: OrchestraDep, name: str = NamePath) -> dict[str, Any]:
         return {"result": _document(orchestra, orchestra.service.get(name))}
 
     def patch(
-        request: Request,
+        orchestra: OrchestraDep,
+        role: EditorRole,
         name: str = NamePath,
         cascade: bool = Cascade,
         changes: dict[str, Any] = Body(default_factory=dict),
     ) -> dict[str, Any]:
-        return update_step(request, name, changes, cascade)
+        step = orchestra.service.get(name)
+        # Only the stored step says whether it is code: checked after the lookup, which an editor may make.
+        if catalog.runs_code(step.service, step.tool):
+            require_code(role, orchestra.settings)
+        return update_step(orchestra, step, changes, cascade)
 
-    def remove(request: Request, name: str = NamePath, cascade: bool = Cascade) -> dict[str, Any]:
-        return delete_step(request, name, cascade)
+    def remove(orchestra: OrchestraDep, name: str = NamePath, cascade: bool = Cascade) -> dict[str, Any]:
+        return delete_step(orchestra, name, cascade)
 
-    def lineage(request: Request, name: str = NamePath) -> dict[str, Any]:
-        orchestra = _orchestra(request)
-        require(request, orchestra.settings, "viewer")
+    def lineage(orchestra: OrchestraDep, name: str = NamePath) -> dict[str, Any]:
         steps, edges = orchestra.service.lineage(name)
         return {
             "result": {
@@ -253,32 +217,27 @@ def _by_name_routes(api: APIRouter) -> None:
             }
         }
 
-    def health(request: Request) -> dict[str, Any]:
+    def health(orchestra: OrchestraDep) -> dict[str, Any]:
         from automl_orchestra import __version__
 
-        orchestra = _orchestra(request)
         return {"result": {"status": "ok", "version": __version__, "instance": orchestra.scheduler.instance_id}}
 
-    _adder(api, "service")("/health", health, "GET", "Liveness", examples.HEALTH)
+    _adder(api, "service")("/health", health, "GET", "Liveness", examples.HEALTH, [])  # open: probes have no token
     route = _adder(api, tag)
-    route("/steps", list_all, "GET", "List steps of every kind", examples.LIST)
-    route("/steps/{name}", read, "GET", "Metadata of a step", {"result": examples.METADATA})
-    route("/steps/{name}", patch, "PATCH", "Re-execute with changes", examples.UPDATED)
-    route("/steps/{name}", remove, "DELETE", "Delete a step", examples.DELETED)
-    route("/lineage/{name}", lineage, "GET", "Ancestors and dependents", examples.LINEAGE)
+    route("/steps", list_all, "GET", "List steps of every kind", examples.LIST, VIEWER)
+    route("/steps/{name}", read, "GET", "Metadata of a step", {"result": examples.METADATA}, VIEWER)
+    route("/steps/{name}", patch, "PATCH", "Re-execute with changes", examples.UPDATED, [])
+    route("/steps/{name}", remove, "DELETE", "Delete a step", examples.DELETED, EDITOR)
+    route("/lineage/{name}", lineage, "GET", "Ancestors and dependents", examples.LINEAGE, VIEWER)
     _sub_resources(api, "/steps/{name}", tag, lambda o, n: o.service.get(n))
 
 
-def _sub_resources(api: APIRouter, base: str, tag: str, find: Callable[[Any, str], Step]) -> None:
-    def runs(request: Request, name: str = NamePath) -> dict[str, Any]:
-        orchestra = _orchestra(request)
-        require(request, orchestra.settings, "viewer")
+def _sub_resources(api: APIRouter, base: str, tag: str, find: Callable[[Orchestra, str], Step]) -> None:
+    def runs(orchestra: OrchestraDep, name: str = NamePath) -> dict[str, Any]:
         find(orchestra, name)
         return {"result": [run_document(r) for r in orchestra.service.runs(name)]}
 
-    def logs(request: Request, name: str = NamePath, run: int | None = Query(None, ge=1)) -> dict[str, Any]:
-        orchestra = _orchestra(request)
-        require(request, orchestra.settings, "viewer")
+    def logs(orchestra: OrchestraDep, name: str = NamePath, run: int | None = Query(None, ge=1)) -> dict[str, Any]:
         find(orchestra, name)
         record = orchestra.service.run(name, run)
         prefix = run_prefix(name, record.number, record.id) + "-logs"
@@ -290,17 +249,13 @@ def _sub_resources(api: APIRouter, base: str, tag: str, find: Callable[[Any, str
             )
         return {"result": {"run": record.number, "status": record.status, **texts}}
 
-    def artifacts(request: Request, name: str = NamePath) -> dict[str, Any]:
-        orchestra = _orchestra(request)
-        require(request, orchestra.settings, "viewer")
+    def artifacts(orchestra: OrchestraDep, name: str = NamePath) -> dict[str, Any]:
         step = find(orchestra, name)
         return {"result": _artifact_list(orchestra, step)}
 
     def download(
-        request: Request, name: str = NamePath, file: str = Path(description="a name from the listing")
+        orchestra: OrchestraDep, name: str = NamePath, file: str = Path(description="a name from the listing")
     ) -> StreamingResponse:
-        orchestra = _orchestra(request)
-        require(request, orchestra.settings, "viewer")
         step = find(orchestra, name)
         listed = {item["name"] for item in _artifact_list(orchestra, step)}
         if file not in listed:
@@ -315,16 +270,14 @@ def _sub_resources(api: APIRouter, base: str, tag: str, find: Callable[[Any, str
             headers={"Content-Disposition": f'attachment; filename="{filename}"'},
         )
 
-    def cancel(request: Request, name: str = NamePath) -> dict[str, Any]:
-        orchestra = _orchestra(request)
-        require(request, orchestra.settings, "editor")
+    def cancel(orchestra: OrchestraDep, name: str = NamePath) -> dict[str, Any]:
         find(orchestra, name)
         return {"result": _document(orchestra, orchestra.service.cancel(name))}
 
     route = _adder(api, tag)
-    route(f"{base}/runs", runs, "GET", "Every run of the step", examples.RUNS)
-    route(f"{base}/logs", logs, "GET", "Captured stdout/stderr of a run", examples.LOGS)
-    route(f"{base}/artifacts", artifacts, "GET", "Output files", examples.ARTIFACTS)
+    route(f"{base}/runs", runs, "GET", "Every run of the step", examples.RUNS, VIEWER)
+    route(f"{base}/logs", logs, "GET", "Captured stdout/stderr of a run", examples.LOGS, VIEWER)
+    route(f"{base}/artifacts", artifacts, "GET", "Output files", examples.ARTIFACTS, VIEWER)
     api.add_api_route(
         f"{base}/artifacts/{{file:path}}",
         download,
@@ -332,15 +285,32 @@ def _sub_resources(api: APIRouter, base: str, tag: str, find: Callable[[Any, str
         tags=[tag],
         summary="Download an output file",
         responses={200: {"content": {"application/octet-stream": {}, "image/png": {}}}},
+        dependencies=VIEWER,
     )
-    route(f"{base}/cancel", cancel, "POST", "Stop a pending or running step", examples.CANCELLED)
+    route(f"{base}/cancel", cancel, "POST", "Stop a pending or running step", examples.CANCELLED, EDITOR)
 
 
-def _adder(api: APIRouter, tag: str) -> Callable[[str, Callable[..., Any], str, str, Any], None]:
-    """Register a JSON route with its summary and a response example (shown in /docs)."""
+def _adder(api: APIRouter, tag: str) -> Callable[[str, Callable[..., Any], str, str, Any, list[DependsParam]], None]:
+    """Register a JSON route with its summary, a response example (shown in /docs) and the role it needs
+    (``dependencies``, settled before the route looks anything up; ``[]`` where a parameter carries it)."""
 
-    def add(path: str, endpoint: Callable[..., Any], method: str, summary: str, example: Any) -> None:
-        api.add_api_route(path, endpoint, methods=[method], tags=[tag], summary=summary, responses=examples.ok(example))
+    def add(
+        path: str,
+        endpoint: Callable[..., Any],
+        method: str,
+        summary: str,
+        example: Any,
+        dependencies: list[DependsParam],
+    ) -> None:
+        api.add_api_route(
+            path,
+            endpoint,
+            methods=[method],
+            tags=[tag],
+            summary=summary,
+            responses=examples.ok(example),
+            dependencies=dependencies,
+        )
 
     return add
 
@@ -348,44 +318,41 @@ def _adder(api: APIRouter, tag: str) -> Callable[[str, Callable[..., Any], str, 
 # ----- shared handlers -----------------------------------------------------------------------------
 
 
-def update_step(request: Request, name: str, changes: dict[str, Any], cascade: bool) -> dict[str, Any]:
-    orchestra = _orchestra(request)
-    role = require(request, orchestra.settings, "editor")
-    step = orchestra.service.get(name)
-    if catalog.runs_code(step.service, step.tool):
-        require_code(role, orchestra.settings)
+def update_step(orchestra: Orchestra, step: Step, changes: dict[str, Any], cascade: bool) -> dict[str, Any]:
+    """Re-execute ``step`` (looked up by the route after its role checks) with ``changes``."""
+    settings = orchestra.settings
     if step.owner:
-        raise ApiError(409, f"{name!r} is produced by step {step.owner!r}: re-execute that step instead")
+        raise ApiError(409, f"{step.name!r} is produced by step {step.owner!r}: re-execute that step instead")
     if step.service == "dataset":
-        parameters = datasets.patched_parameters(step.parameters, changes, orchestra.settings)
+        parameters = datasets.patched_parameters(step.parameters, changes, settings)
     else:
         merged = {**step.parameters, **changes}
-        body = _validated(body_model(step.service, step.tool), {**merged, "name": name})
-        _check_body(step.service, step.tool, body, orchestra.settings)
+        body = _validated(body_model(step.service, step.tool), {**merged, "name": step.name})
+        check_body(step.service, step.tool, body, settings)
+        # A PATCH keeps the step's limits: its new budget must fit the timeout decided at POST.
+        check_budget_fits(body, float((step.limits or {}).get("timeoutS") or settings.step_timeout_s))
         parameters = body.to_parameters()
-    updated = orchestra.service.update(name, parameters, cascade)
+    updated = orchestra.service.update(step.name, parameters, cascade)
     return {"result": step_url(updated)}
 
 
-def delete_step(request: Request, name: str, cascade: bool) -> dict[str, Any]:
-    orchestra = _orchestra(request)
-    require(request, orchestra.settings, "editor")
+def delete_step(orchestra: Orchestra, name: str, cascade: bool) -> dict[str, Any]:
     deleted = orchestra.service.delete(name, cascade)
     return {"result": f"deleted {', '.join(deleted)}"}
 
 
-def _document(orchestra: Any, step: Step) -> dict[str, Any]:
+def _document(orchestra: Orchestra, step: Step) -> dict[str, Any]:
     return step_document(step, orchestra.service.parents(step.name))
 
 
-def _artifact_list(orchestra: Any, step: Step) -> list[dict[str, Any]]:
+def _artifact_list(orchestra: Orchestra, step: Step) -> list[dict[str, Any]]:
     if not step.output:
         return []
     prefix = step.output["prefix"]
     return [{"name": n, "size": orchestra.store.size(f"{prefix}/{n}")} for n in orchestra.store.list_files(prefix)]
 
 
-def _chunks(handle: Any, size: int = 1 << 20) -> Any:
+def _chunks(handle: IO[bytes], size: int = 1 << 20) -> Iterator[bytes]:
     with handle:
         while chunk := handle.read(size):
             yield chunk

@@ -18,20 +18,21 @@ import json
 import os
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import pyarrow.parquet as pq
 import yaml
-from fastapi import APIRouter, Path, Request
+from fastapi import APIRouter, Depends, Path, Request
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.datastructures import UploadFile
 
 from automl_orchestra.api import examples
-from automl_orchestra.api.auth import require
 from automl_orchestra.api.datasets import _safe_filename
+from automl_orchestra.api.dependencies import EditorRole, Orchestra, OrchestraDep, checked_step, require_viewer
 from automl_orchestra.api.errors import ApiError, summarize
-from automl_orchestra.api.schemas import AutoMLBody, MethodBody
+from automl_orchestra.api.schemas import AutoMLBody, Limits, MethodBody, StepBody
 from automl_orchestra.contracts.outputs import TABLE_FILE
 from automl_orchestra.runtime.events import wait_for
 from automl_orchestra.steps.documents import step_document
@@ -129,9 +130,7 @@ def router() -> APIRouter:
         responses=examples.ok(TRAINED),
         openapi_extra=_multipart("raw_data", "labels", params=True),
     )
-    async def train(request: Request) -> dict[str, Any]:
-        orchestra = request.app.state.orchestra
-        require(request, orchestra.settings, "editor")
+    async def train(request: Request, orchestra: OrchestraDep, role: EditorRole) -> dict[str, Any]:
         form = await request.form(max_files=3, max_fields=8)
         params = _train_params(form.get("params"), await _optional_text(form.get("params")))
         raw = await _upload(form.get("raw_data"), "raw_data", orchestra.settings.max_upload_mb)
@@ -139,7 +138,7 @@ def router() -> APIRouter:
         labels = await _upload(labels_field, "labels", orchestra.settings.max_upload_mb) if labels_field else None
         await asyncio.to_thread(check_ids, raw, labels, params.extract_features.column_id)
         model_id = str(params.pipeline_id) if params.pipeline_id is not None else uuid.uuid4().hex[:8]
-        steps = await asyncio.to_thread(_create_training, orchestra, model_id, params, raw, labels)
+        steps = await asyncio.to_thread(_create_training, orchestra, role, model_id, params, raw, labels)
         started = time.monotonic()
         settled = await wait_settled(orchestra, steps, params.tpot.timeBudget + EXTRA_WAIT_S)
         return {"result": training_report(orchestra, settled[-1], model_id, time.monotonic() - started, settled)}
@@ -150,23 +149,26 @@ def router() -> APIRouter:
         responses=examples.ok(PREDICTED),
         openapi_extra=_multipart("raw_data"),
     )
-    async def predict(request: Request, model_id: str = model_path) -> dict[str, Any]:
-        orchestra = request.app.state.orchestra
-        require(request, orchestra.settings, "editor")
+    async def predict(
+        request: Request, orchestra: OrchestraDep, role: EditorRole, model_id: str = model_path
+    ) -> dict[str, Any]:
         model = await asyncio.to_thread(_model_step, orchestra, model_id)
         form = await request.form(max_files=1, max_fields=4)
         raw = await _upload(form.get("raw_data"), "raw_data", orchestra.settings.max_upload_mb)
-        steps = await asyncio.to_thread(_create_prediction, orchestra, model, raw)
+        steps = await asyncio.to_thread(_create_prediction, orchestra, role, model, raw)
         settled = await wait_settled(orchestra, steps, EXTRA_WAIT_S)
         _raise_if_failed(settled)
         if settled[-1].status != "finished":
             raise ApiError(504, f"the prediction steps {steps} did not finish in time; follow {steps[-1]!r}")
         return {"result": await asyncio.to_thread(_predictions, orchestra, settled[1], settled[-1]), "steps": steps}
 
-    @api.get("/models", summary="Every trained time-series pipeline with its CV metrics", responses=examples.ok(MODELS))
-    async def models(request: Request) -> dict[str, Any]:
-        orchestra = request.app.state.orchestra
-        require(request, orchestra.settings, "viewer")
+    @api.get(
+        "/models",
+        summary="Every trained time-series pipeline with its CV metrics",
+        responses=examples.ok(MODELS),
+        dependencies=[Depends(require_viewer)],
+    )
+    async def models(orchestra: OrchestraDep) -> dict[str, Any]:
         steps = await asyncio.to_thread(
             orchestra.service.list_steps, service="automl", tool="tpot", skip=0, limit=10_000
         )
@@ -263,102 +265,147 @@ def _label_ids(data: bytes) -> set[str]:
 # ----- steps ----------------------------------------------------------------------------------------
 
 
-def _store_upload(orchestra: Any, name: str, upload: Upload) -> dict[str, Any]:
+def _store_upload(orchestra: Orchestra, name: str, upload: Upload) -> dict[str, Any]:
     key = f"{step_prefix(name)}/source-{uuid.uuid4().hex[:12]}/{upload.filename}"
     with orchestra.store.open(key, "wb") as target:
         target.write(upload.data)
     return {"kind": "upload", "key": key, "filename": upload.filename, "sizeBytes": len(upload.data)}
 
 
-def _create(orchestra: Any, service: str, tool: str, name: str, parameters: dict[str, Any], **limits: Any) -> str:
-    orchestra.service.create(
-        NewStep(service=service, tool=tool, name=name, parameters=parameters, description=f"timeseries {name}",
-                limits=limits)
-    )  # fmt: skip
-    return name
+def _create_all(orchestra: Orchestra, build: Callable[[list[dict[str, Any]]], list[NewStep]]) -> list[str]:
+    """Build the steps (``build`` stores its uploads and appends their sources to the list it gets) and create
+    them in one transaction. When a check or the creation fails, the stored uploads go too: only their own
+    ``source-*`` folders, as a taken name may belong to a step whose files must stay."""
+    sources: list[dict[str, Any]] = []
+    try:
+        steps = build(sources)
+        orchestra.service.create_many(steps)
+    except Exception:
+        for source in sources:
+            orchestra.store.delete_prefix(str(source["key"]).rsplit("/", 1)[0])
+        raise
+    return [new.name for new in steps]
 
 
-def _check_free(orchestra: Any, names: list[str]) -> None:
+def _new(
+    orchestra: Orchestra, role: str, service: str, tool: str, body: StepBody, parameters: dict[str, Any]
+) -> NewStep:
+    """One step of an expansion, through the checks a step of its own gets."""
+    return checked_step(orchestra.settings, role, service, tool, body, parameters)
+
+
+def _dataset(orchestra: Orchestra, role: str, tool: str, name: str, parameters: dict[str, Any]) -> NewStep:
+    # The parameters are written here, not sent by the user: a bare body carries the name through the checks.
+    return _new(orchestra, role, "dataset", tool, StepBody(name=name, description=f"timeseries {name}"), parameters)
+
+
+def _method_step(
+    orchestra: Orchestra,
+    role: str,
+    service: str,
+    tool: str,
+    name: str,
+    parent: str,
+    method: str,
+    arguments: dict[str, Any],
+    limits: Limits | None = None,
+) -> NewStep:
+    body = MethodBody(
+        name=name,
+        parentName=parent,
+        method=method,
+        methodParameters=arguments,
+        description=f"timeseries {name}",
+        limits=limits or Limits(),
+    )
+    return _new(orchestra, role, service, tool, body, body.to_parameters())  # fmt: skip
+
+
+def _check_free(orchestra: Orchestra, names: list[str]) -> None:
     taken = [name for name in names if orchestra.service.exists(name)]
     if taken:
         raise ApiError(409, f"step {taken[0]!r} already exists: choose another pipeline_id or delete the old steps")
 
 
 def _create_training(
-    orchestra: Any, model_id: str, params: TrainParams, raw: Upload, labels: Upload | None
+    orchestra: Orchestra, role: str, model_id: str, params: TrainParams, raw: Upload, labels: Upload | None
 ) -> list[str]:
     base = f"{PREFIX}{model_id}"
     names = {k: f"{base}-{k}" for k in ("raw", "labels", "features", "selected")}
     _check_free(orchestra, [base, f"{base}_leaderboard", *names.values(), f"{names['raw']}_labels"])
+    return _create_all(orchestra, lambda sources: _training_steps(orchestra, role, names, params, raw, labels, sources))
+
+
+def _training_steps(
+    orchestra: Orchestra,
+    role: str,
+    names: dict[str, str],
+    params: TrainParams,
+    raw: Upload,
+    labels: Upload | None,
+    sources: list[dict[str, Any]],
+) -> list[NewStep]:
+    base = names["raw"].removesuffix("-raw")
     extract = params.extract_features
     fmt = {"columnId": extract.column_id, "columnSort": extract.column_sort}
-    steps = [
-        _create(
-            orchestra,
-            "dataset",
-            "timeseries",
-            names["raw"],
-            {**fmt, "source": _store_upload(orchestra, names["raw"], raw)},
-        )
-    ]
+    raw_source = _store_upload(orchestra, names["raw"], raw)
+    sources.append(raw_source)
+    steps = [_dataset(orchestra, role, "timeseries", names["raw"], {**fmt, "source": raw_source})]
     if labels is not None:
         source = _store_upload(orchestra, names["labels"], labels)
-        steps.append(
-            _create(
-                orchestra,
-                "dataset",
-                "csv",
-                names["labels"],
-                {"separator": ",", "header": True, "encoding": "utf-8", "source": source},
-            )
-        )
+        sources.append(source)
+        csv_format = {"separator": ",", "header": True, "encoding": "utf-8", "source": source}
+        steps.append(_dataset(orchestra, role, "csv", names["labels"], csv_format))
         labels_step = names["labels"]
     else:
         labels_step = f"{names['raw']}_labels"
     # dataset/timeseries names the id and time columns "id" and "time" whatever the file called them.
     options = extract.model_dump(exclude={"column_id", "column_sort"})
     steps.append(
-        _create(
+        _method_step(
             orchestra,
+            role,
             "transform",
             "tsfresh",
             names["features"],
-            _method(names["raw"], "extract_features", options),
-            cpus=SEARCH_CPUS,
+            names["raw"],
+            "extract_features",
+            options,
+            Limits(cpus=SEARCH_CPUS),
         )
     )
     # The selection step also joins the labels to the features; select_features: false keeps every feature.
     selection = {"y": f"${labels_step}", "keep_all": not params.select_features}
     steps.append(
-        _create(
+        _method_step(
             orchestra,
+            role,
             "transform",
             "tsfresh",
             names["selected"],
-            _method(names["features"], "select_features", selection),
+            names["features"],
+            "select_features",
+            selection,
         )
     )
-    steps.append(_create_automl(orchestra, base, names["selected"], params.tpot))
+    steps.append(_automl_step(orchestra, role, base, names["selected"], params.tpot))
     return steps  # fmt: skip
 
 
-def _method(parent: str, method: str, arguments: dict[str, Any]) -> dict[str, Any]:
-    body = MethodBody(name="x", parentName=parent, method=method, methodParameters=arguments)
-    return body.to_parameters()
-
-
-def _create_automl(orchestra: Any, name: str, parent: str, tpot: TpotParams) -> str:
+def _automl_step(orchestra: Orchestra, role: str, name: str, parent: str, tpot: TpotParams) -> NewStep:
     options: dict[str, Any] = {} if tpot.baselines is None else {"baselines": tpot.baselines}
+    # Beyond the budget's own reserve: TPOT's baselines by CV and the final fit.
+    timeout = min(orchestra.settings.max_step_timeout_s, tpot.timeBudget * 1.5 + 120)
     body = AutoMLBody(
         name=name, parentName=parent, target=LABEL, timeBudget=tpot.timeBudget, seed=tpot.seed, cv=tpot.cv,
         scoring=tpot.scoring, generations=tpot.generations, populationSize=tpot.populationSize,
-        excludeColumns=["id"], options=options,
+        excludeColumns=["id"], options=options, description=f"timeseries {name}",
+        limits=Limits(timeoutS=timeout, cpus=SEARCH_CPUS),
     )  # fmt: skip
-    timeout = min(orchestra.settings.max_step_timeout_s, tpot.timeBudget * 1.5 + 120)
-    return _create(orchestra, "automl", "tpot", name, body.to_parameters(), timeoutS=timeout, cpus=SEARCH_CPUS)
+    return _new(orchestra, role, "automl", "tpot", body, body.to_parameters())
 
 
-def _model_step(orchestra: Any, model_id: str) -> Step:
+def _model_step(orchestra: Orchestra, model_id: str) -> Step:
     name = f"{PREFIX}{model_id}"
     if not orchestra.service.exists(name):
         raise ApiError(404, f"no trained pipeline {model_id!r}; see GET /timeseries/models")
@@ -368,32 +415,37 @@ def _model_step(orchestra: Any, model_id: str) -> Step:
     return step
 
 
-def _create_prediction(orchestra: Any, model: Step, raw: Upload) -> list[str]:
+def _create_prediction(orchestra: Orchestra, role: str, model: Step, raw: Upload) -> list[str]:
     base = f"{model.name}-predict-{uuid.uuid4().hex[:8]}"
     settings = model.parameters["parentName"]  # the selected training features: their columns are the settings
     raw_params = {key: value for key, value in _raw_parameters(orchestra, model).items() if key != "source"}
-    raw_name = _create(
-        orchestra,
-        "dataset",
-        "timeseries",
-        f"{base}-raw",
-        {**raw_params, "source": _store_upload(orchestra, f"{base}-raw", raw)},
-    )
-    extract = {"featureSettings": f"${settings}"}
-    features = _create(
-        orchestra,
-        "transform",
-        "tsfresh",
-        f"{base}-features",
-        _method(raw_name, "extract_features", extract),
-        cpus=SEARCH_CPUS,
-    )
-    predict = MethodBody(name="x", parentName=model.name, method="predict", methodParameters={"X": f"${features}"})
-    predictions = _create(orchestra, "predict", "tpot", f"{base}-predictions", predict.to_parameters())
-    return [raw_name, features, predictions]  # fmt: skip
+    raw_name, features = f"{base}-raw", f"{base}-features"
+
+    def build(sources: list[dict[str, Any]]) -> list[NewStep]:
+        source = _store_upload(orchestra, raw_name, raw)
+        sources.append(source)
+        return [
+            _dataset(orchestra, role, "timeseries", raw_name, {**raw_params, "source": source}),
+            _method_step(
+                orchestra,
+                role,
+                "transform",
+                "tsfresh",
+                features,
+                raw_name,
+                "extract_features",
+                {"featureSettings": f"${settings}"},
+                Limits(cpus=SEARCH_CPUS),
+            ),
+            _method_step(
+                orchestra, role, "predict", "tpot", f"{base}-predictions", model.name, "predict", {"X": f"${features}"}
+            ),
+        ]
+
+    return _create_all(orchestra, build)  # fmt: skip
 
 
-def _raw_parameters(orchestra: Any, model: Step) -> dict[str, Any]:
+def _raw_parameters(orchestra: Orchestra, model: Step) -> dict[str, Any]:
     raw = f"{model.name}-raw"
     return dict(orchestra.service.get(raw).parameters) if orchestra.service.exists(raw) else {}
 
@@ -401,7 +453,7 @@ def _raw_parameters(orchestra: Any, model: Step) -> dict[str, Any]:
 # ----- waiting and reports --------------------------------------------------------------------------
 
 
-async def wait_settled(orchestra: Any, names: list[str], timeout: float) -> list[Step]:
+async def wait_settled(orchestra: Orchestra, names: list[str], timeout: float) -> list[Step]:
     """Wait until the last step settles, one fails, or ``timeout`` passes (re-reading at least every second)."""
     deadline = time.monotonic() + timeout
     with orchestra.hub.subscription(names[-1]) as changed:
@@ -421,7 +473,9 @@ def _raise_if_failed(steps: list[Step]) -> None:
             raise ApiError(422, f"step {step.name!r} {step.status}: {reason}", {"step": step.name, "error": step.error})
 
 
-def training_report(orchestra: Any, model: Step, model_id: str, seconds: float, steps: list[Step]) -> dict[str, Any]:
+def training_report(
+    orchestra: Orchestra, model: Step, model_id: str, seconds: float, steps: list[Step]
+) -> dict[str, Any]:
     _raise_if_failed(steps)
     report = {**model_summary(model), "trainTime": round(seconds, 2), "steps": [s.name for s in steps]}
     if model.status != "finished":
@@ -447,18 +501,18 @@ def model_summary(step: Step) -> dict[str, Any]:
     }
 
 
-def _predictions(orchestra: Any, features: Step, predictions: Step) -> dict[str, Any]:
+def _predictions(orchestra: Orchestra, features: Step, predictions: Step) -> dict[str, Any]:
     ids = _column(orchestra, features, "id")
     table = _read_table(orchestra, predictions)
     values = table.column(table.column_names[0]).to_pylist()
     return {str(i): _plain(v) for i, v in zip(ids, values, strict=True)}
 
 
-def _column(orchestra: Any, step: Step, column: str) -> list[Any]:
+def _column(orchestra: Orchestra, step: Step, column: str) -> list[Any]:
     return list(_read_table(orchestra, step, [column]).column(column).to_pylist())
 
 
-def _read_table(orchestra: Any, step: Step, columns: list[str] | None = None) -> Any:
+def _read_table(orchestra: Orchestra, step: Step, columns: list[str] | None = None) -> Any:
     prefix = (step.output or {})["prefix"]
     with orchestra.store.open(f"{prefix}/{TABLE_FILE}") as handle:
         return pq.read_table(handle, columns=columns)

@@ -38,6 +38,7 @@ class NewStep:
     cache: bool = False
     retryable: bool = False
     limits: dict[str, Any] = field(default_factory=dict)
+    meta: dict[str, Any] = field(default_factory=dict)  # shown in the step's document until its run adds more
 
 
 def derived_name(owner: str, output: str) -> str:
@@ -128,42 +129,59 @@ class StepService:
     # ----- commands --------------------------------------------------------------------------------
 
     def create(self, new: NewStep) -> Step:
-        if not references.is_valid_name(new.name):
-            raise InvalidRequest(f"invalid step name {new.name!r}: it must match ^[A-Za-z][A-Za-z0-9_-]{{0,127}}$")
-        derived = catalog.derived_outputs(new.service, new.tool)
+        return self.create_many([new])[0]
+
+    def create_many(self, steps: list[NewStep]) -> list[Step]:
+        """Create ``steps`` in order, in ONE transaction: all of them exist afterwards, or none (a request
+        that expands into several steps never leaves half of them behind). A step may reference an earlier
+        one of the list."""
+        for new in steps:
+            if not references.is_valid_name(new.name):
+                raise InvalidRequest(f"invalid step name {new.name!r}: it must match ^[A-Za-z][A-Za-z0-9_-]{{0,127}}$")
+        names: list[str] = []
         with self.sessions() as session:
-            taken = [n for n in (new.name, *(derived_name(new.name, d) for d in derived)) if _exists(session, n)]
-            if taken:
-                raise Conflict(f"a step named {taken[0]!r} already exists; choose another name or PATCH it")
-            edges = self._edges(session, new.name, new.parameters)
-            step = Step(
-                name=new.name,
-                service=new.service,
-                tool=new.tool,
-                status="pending",
-                parameters=new.parameters,
-                description=new.description,
-                cache=new.cache,
-                retryable=new.retryable,
-                limits=new.limits,
-                meta={},
-            )
             try:
-                session.add(step)
-                session.add_all([_derived_step(new.name, output) for output in derived])
-                session.flush()  # step rows before the edges and runs that point at them
-                session.add_all(edges)
-                session.add_all(
-                    Edge(parent=new.name, child=derived_name(new.name, output), reference=DERIVED_EDGE)
-                    for output in derived
-                )
-                self._queue_run(session, step)
+                for new in steps:  # an error leaves the session uncommitted: closing it rolls everything back
+                    names += self._insert(session, new)
                 session.commit()
-            except IntegrityError as exc:  # a concurrent request took the name between check and insert
+            except IntegrityError as exc:  # a concurrent request took a name between check and insert
                 session.rollback()
-                raise Conflict(f"a step named {new.name!r} already exists") from exc
-        self._notify([new.name, *(derived_name(new.name, d) for d in derived)])
-        return self.get(new.name)
+                wanted = repr(steps[0].name) if len(steps) == 1 else f"one of {[new.name for new in steps]}"
+                raise Conflict(f"a step named {wanted} already exists") from exc
+        self._notify(names)
+        with self.sessions() as session:
+            return [self._get(session, new.name) for new in steps]
+
+    def _insert(self, session: Session, new: NewStep) -> list[str]:
+        """Add ``new``, its derived steps, edges and first run to the open transaction; the names added."""
+        derived = catalog.derived_outputs(new.service, new.tool)
+        names = [new.name, *(derived_name(new.name, d) for d in derived)]
+        taken = [n for n in names if _exists(session, n)]
+        if taken:
+            raise Conflict(f"a step named {taken[0]!r} already exists; choose another name or PATCH it")
+        edges = self._edges(session, new.name, new.parameters)
+        step = Step(
+            name=new.name,
+            service=new.service,
+            tool=new.tool,
+            status="pending",
+            parameters=new.parameters,
+            description=new.description,
+            cache=new.cache,
+            retryable=new.retryable,
+            limits=new.limits,
+            meta=dict(new.meta),
+        )
+        session.add(step)
+        session.add_all([_derived_step(new.name, output) for output in derived])
+        session.flush()  # step rows before the edges and runs that point at them (and before the next step)
+        session.add_all(edges)
+        session.add_all(
+            Edge(parent=new.name, child=derived_name(new.name, output), reference=DERIVED_EDGE) for output in derived
+        )
+        self._queue_run(session, step)
+        session.flush()
+        return names
 
     def update(self, name: str, parameters: dict[str, Any], cascade: bool = False) -> Step:
         """Re-execute ``name`` with new (complete) parameters; dependents go stale, or re-run in order

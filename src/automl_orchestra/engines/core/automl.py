@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator
 
+from automl_orchestra.contracts.budget import budget_reserve_s
 from automl_orchestra.contracts.errors import StepError
 from automl_orchestra.engines.core import params as p
 from automl_orchestra.engines.core.base import StepContext
@@ -68,10 +69,8 @@ class AutoMLRequest:
         self.auto_exclude = p.optional_bool(params, "autoExclude", True)
         self.exclude = p.optional_str_list(params, "excludeColumns") or []
         self.keep = p.optional_str_list(params, "keepColumns") or []
-        requested = p.optional_number(params, "timeBudget", 60.0, minimum=1.0)
-        self.time_budget = bounded_budget(requested, ctx.time_budget_s)
-        if self.time_budget < requested:
-            print(f"timeBudget {requested:g} s lowered to {self.time_budget:g} s to fit the step timeout", flush=True)
+        self.time_budget = p.optional_number(params, "timeBudget", 60.0, minimum=1.0)
+        _check_budget(self.time_budget, ctx.timeout_s)
         # The budget is the whole step's: what came before the search (loading the data, imports) is in it.
         self.deadline = ctx.started + self.time_budget
 
@@ -107,7 +106,17 @@ def training_data(ctx: StepContext, request: AutoMLRequest) -> TrainingData:
 
 
 def bounded_budget(requested: float, step_timeout: float) -> float:
-    """The search budget: what was asked, but leaving headroom under the hard step timeout for loading the
-    data, the final retraining and saving the model (the worker is killed at the timeout, losing it all)."""
-    headroom = max(10.0, 0.1 * step_timeout)
-    return max(1.0, min(requested, step_timeout - headroom))
+    """The largest search budget up to ``requested`` that leaves the reserve under the hard step timeout for
+    loading the data, the final retraining and saving the model (the worker is killed at the timeout)."""
+    return max(1.0, min(requested, step_timeout - budget_reserve_s(step_timeout)))
+
+
+def _check_budget(budget: float, step_timeout: float) -> None:
+    """The API sized the timeout for the budget at POST, so this only catches a step that bypassed it (an
+    old step re-run, a job built by hand): fail clearly rather than cut the budget behind the user's back."""
+    if bounded_budget(budget, step_timeout) < budget - 1e-6:
+        raise StepError(
+            f"timeBudget {budget:g} s does not fit the step timeout of {step_timeout:g} s, which must also hold "
+            f"the engine's reserve of {budget_reserve_s(step_timeout):g} s; re-create the step without "
+            "limits.timeoutS (the server then sizes it) or with a smaller timeBudget"
+        )

@@ -67,7 +67,9 @@ class StepContext:
         return max(1, self.job.limits.cpus)
 
     @property
-    def time_budget_s(self) -> float:
+    def timeout_s(self) -> float:
+        """The step's hard wall-time limit (the worker is killed at it); a search budget must fit under it
+        with ``contracts.budget.budget_reserve_s`` to spare, which the API made sure of when the step was created."""
         return self.job.limits.timeout_s
 
     def resolve(self, value: Any) -> Any:

@@ -266,7 +266,8 @@ class AutoKerasEngine(MethodEngine):
         for key in ("x", "y", "validation_data"):
             if key in kwargs:
                 kwargs[key] = as_array(kwargs[key], key)
-        deadline = time.monotonic() + bounded_budget(ctx.time_budget_s, ctx.time_budget_s) - FINISH_S
+        # A fit of a spec has no timeBudget of its own: the search gets what the step's timeout leaves it.
+        deadline = time.monotonic() + bounded_budget(ctx.timeout_s, ctx.timeout_s) - FINISH_S
         return search(ctx, spec, kwargs, deadline)
 
     def predict(self, ctx: StepContext) -> StepResult:
