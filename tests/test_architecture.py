@@ -142,12 +142,17 @@ def strongly_connected(graph: grimp.ImportGraph) -> list[set[str]]:
 
 
 def test_the_api_process_imports_no_ml_library(tmp_path: object) -> None:
-    """Building the whole app (routes, scheduler, executor) loads no engine library: they live in workers."""
+    """Building the whole app (routes, scheduler, executor) and every tool's request model loads no engine
+    library: they live in workers."""
     code = (
         "import sys\n"
         "from automl_orchestra.api.app import create_app\n"
         "from automl_orchestra.config import Settings\n"
         f"create_app(Settings(home={str(tmp_path)!r}, warm_workers=0))\n"
+        "from automl_orchestra.contracts import catalog\n"
+        "from automl_orchestra.engines.core.requests import request_model\n"
+        "models = [request_model(s, t.name) for t in catalog.TOOLS.values() if t.implementation for s in t.services]\n"
+        "assert len(models) > 40, len(models)\n"
         f"print(sorted({{m.split('.')[0] for m in sys.modules}} & set({HEAVY!r})))\n"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)

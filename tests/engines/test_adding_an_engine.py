@@ -15,29 +15,50 @@ import automl_orchestra
 from tests.api.helpers import content, post, upload
 from tests.conftest import ServerHandle, base_env
 
+PARAMETERS = '''"""The request of ``explore/rowstats``."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from pydantic import Field
+
+from automl_orchestra.contracts.parameters import StepBody
+
+
+class RowStatsBody(StepBody):
+    example: ClassVar[dict[str, Any]] = {"name": "numbers_stats", "parentName": "numbers"}
+
+    parentName: str
+    statistics: list[str] = Field(default=["mean", "min", "max"], min_length=1)
+'''
 ENGINE = '''"""The ``rowstats`` tool: ``explore/rowstats`` describes the numeric columns of a dataset."""
 
 from __future__ import annotations
 
 from automl_orchestra.contracts.errors import StepError
 from automl_orchestra.engines.core.base import Engine, StepContext, StepResult
+from automl_orchestra.engines.rowstats.parameters import RowStatsBody
 
 
 class RowStats(Engine):
     name = "rowstats"
 
     def explore(self, ctx: StepContext) -> StepResult:
-        if ctx.params["method"] != "describe":
-            raise StepError(f"rowstats has one method, 'describe', not {ctx.params['method']!r}")
-        frame = ctx.load_step(ctx.params["parentName"])
+        request = ctx.request_as(RowStatsBody)
+        frame = ctx.load_step(request.parentName)
         numeric = frame.select_dtypes("number")
-        table = numeric.agg(["mean", "min", "max"]).T.reset_index(names="column")
+        try:
+            table = numeric.agg(request.statistics).T.reset_index(names="column")
+        except (AttributeError, TypeError, ValueError) as exc:
+            raise StepError(f"statistics {request.statistics}: {exc}") from None
         return StepResult(value=table, metadata={"rows": len(frame), "numericColumns": len(numeric.columns)})
 '''
 CATALOG_ENTRY = """        ToolSpec(
             name="rowstats",
             services=("explore",),
             implementation="automl_orchestra.engines.rowstats.engine:RowStats",
+            parameters={"explore": "automl_orchestra.engines.rowstats.parameters:RowStatsBody"},
             description="mean, min and max of every numeric column",
         ),
 """
@@ -52,6 +73,7 @@ def extended_server(tmp_path: Path) -> Iterator[ServerHandle]:
     folder.mkdir()
     (folder / "__init__.py").write_text('"""The rowstats tool."""\n')
     (folder / "engine.py").write_text(ENGINE)
+    (folder / "parameters.py").write_text(PARAMETERS)
     catalog = source / "contracts" / "catalog.py"
     text = catalog.read_text()
     assert text.count(TOOLS_OPENING) == 1, "the catalog no longer opens TOOLS as the guide says"
@@ -77,7 +99,7 @@ def test_a_new_engine_folder_and_catalog_entry_make_a_working_tool(
         upload(http, "numbers", data)
         assert extended_server.wait("numbers")["status"] == "finished"
 
-        post(http, "/explore/rowstats", {"name": "numbers_stats", "parentName": "numbers", "method": "describe"})
+        post(http, "/explore/rowstats", {"name": "numbers_stats", "parentName": "numbers"})
         document = extended_server.wait("numbers_stats")
 
         assert document["status"] == "finished", document
@@ -88,6 +110,9 @@ def test_a_new_engine_folder_and_catalog_entry_make_a_working_tool(
             {"column": "a", "mean": 2.0, "min": 1.0, "max": 3.0},
             {"column": "b", "mean": 20.0, "min": 10.0, "max": 30.0},
         ]
-        post(http, "/explore/rowstats", {"name": "numbers_bad", "parentName": "numbers", "method": "plot"})
-        failed = extended_server.wait("numbers_bad")
-        assert failed["status"] == "failed" and "one method, 'describe'" in failed["error"]["reason"], failed
+        # The tool's own request model validates bodies at POST: a misspelt field is a 422, not a failed run.
+        refused = http.post("/explore/rowstats", json={"name": "numbers_bad", "parentName": "numbers", "stats": []})
+        assert refused.status_code == 422 and "stats" in refused.text, refused.text
+        post(http, "/explore/rowstats", {"name": "numbers_odd", "parentName": "numbers", "statistics": ["nope"]})
+        failed = extended_server.wait("numbers_odd")
+        assert failed["status"] == "failed" and "statistics ['nope']" in failed["error"]["reason"], failed

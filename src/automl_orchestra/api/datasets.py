@@ -13,8 +13,8 @@ from pydantic import ValidationError
 from starlette.datastructures import UploadFile
 
 from automl_orchestra.api.errors import ApiError, summarize
-from automl_orchestra.api.schemas import DatasetBody, StepBody
 from automl_orchestra.config import Settings
+from automl_orchestra.contracts.parameters import DatasetBody, StepBody
 from automl_orchestra.contracts.source_policy import check_import_path, check_url
 from automl_orchestra.store.artifacts import step_prefix
 

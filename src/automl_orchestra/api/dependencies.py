@@ -19,10 +19,10 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from automl_orchestra.api import auth
 from automl_orchestra.api.errors import ApiError
-from automl_orchestra.api.schemas import AutoMLBody, StepBody
 from automl_orchestra.config import Settings
 from automl_orchestra.contracts import catalog
 from automl_orchestra.contracts.budget import budget_reserve_s, timeout_for_budget
+from automl_orchestra.contracts.parameters import AutoMLBody, StepBody
 from automl_orchestra.contracts.source_policy import check_code_url
 from automl_orchestra.runtime.events import EventHub
 from automl_orchestra.runtime.scheduler import Scheduler

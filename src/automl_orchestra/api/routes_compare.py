@@ -16,9 +16,11 @@ from pydantic import ValidationError
 
 from automl_orchestra.api.dependencies import Orchestra, checked_step
 from automl_orchestra.api.errors import ApiError, summarize
-from automl_orchestra.api.schemas import AutoMLBody, CompareBody, StepBody, body_model
 from automl_orchestra.config import Settings
 from automl_orchestra.contracts import catalog, references
+from automl_orchestra.contracts.parameters import AutoMLBody, StepBody
+from automl_orchestra.engines.compare.parameters import CompareBody
+from automl_orchestra.engines.core.requests import request_model
 from automl_orchestra.steps.documents import step_url
 from automl_orchestra.steps.service import NewStep, StepService, derived_name
 
@@ -139,7 +141,7 @@ def _child_body(engine: str, name: str, common: dict[str, Any], options: Any) ->
     """The engine step's body, validated with that engine's own automl body."""
     data = {**common, "name": name, "options": options or {}}
     try:
-        body = body_model("automl", engine).model_validate(data)
+        body = request_model("automl", engine).model_validate(data)
     except ValidationError as exc:
         raise ApiError(422, f"invalid request for engine {engine!r}: " + summarize(exc.errors())) from exc
     if not isinstance(body, AutoMLBody):

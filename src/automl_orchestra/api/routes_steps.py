@@ -25,10 +25,11 @@ from automl_orchestra.api.dependencies import (
     require_viewer,
 )
 from automl_orchestra.api.errors import ApiError, summarize
-from automl_orchestra.api.schemas import StepBody, body_model
 from automl_orchestra.contracts import catalog
 from automl_orchestra.contracts.outputs import OutputRef
+from automl_orchestra.contracts.parameters import StepBody
 from automl_orchestra.contracts.references import NAME_PATTERN
+from automl_orchestra.engines.core.requests import request_model
 from automl_orchestra.steps.documents import run_document, step_document, step_url
 from automl_orchestra.store.artifacts import run_prefix
 from automl_orchestra.store.models import Step
@@ -93,7 +94,7 @@ def _validated(model: type[StepBody], data: dict[str, Any]) -> StepBody:
 def _tool_routes(api: APIRouter, service: str, tool: str, creatable: bool) -> None:
     base = f"/{service}/{tool}"
     tag = service
-    model = body_model(service, tool)
+    model = request_model(service, tool)
     # Code tools need a code role on top of editor: known from the route, so settled before the body is read.
     creator = Depends(creator_role(service, tool))
 
@@ -327,7 +328,7 @@ def update_step(orchestra: Orchestra, step: Step, changes: dict[str, Any], casca
         parameters = datasets.patched_parameters(step.parameters, changes, settings)
     else:
         merged = {**step.parameters, **changes}
-        body = _validated(body_model(step.service, step.tool), {**merged, "name": step.name})
+        body = _validated(request_model(step.service, step.tool), {**merged, "name": step.name})
         check_body(step.service, step.tool, body, settings)
         # A PATCH keeps the step's limits: its new budget must fit the timeout decided at POST.
         check_budget_fits(body, float((step.limits or {}).get("timeoutS") or settings.step_timeout_s))

@@ -32,8 +32,8 @@ from automl_orchestra.api import examples
 from automl_orchestra.api.datasets import _safe_filename
 from automl_orchestra.api.dependencies import EditorRole, Orchestra, OrchestraDep, checked_step, require_viewer
 from automl_orchestra.api.errors import ApiError, summarize
-from automl_orchestra.api.schemas import AutoMLBody, Limits, MethodBody, StepBody
 from automl_orchestra.contracts.outputs import TABLE_FILE
+from automl_orchestra.contracts.parameters import AutoMLBody, Limits, MethodBody, StepBody
 from automl_orchestra.runtime.events import wait_for
 from automl_orchestra.steps.documents import step_document
 from automl_orchestra.steps.service import NewStep

@@ -41,6 +41,9 @@ class ToolSpec:
     # model so far (the step finishes, its metadata says it was stopped); killed if it has not ended after
     # STOP_GRACE_S.
     stoppable_services: frozenset[str] = field(default_factory=frozenset)
+    # Request models of services whose parameters are the tool's own ("package.module:Class", a light module
+    # in the engine's folder); other services use their family's model (engines/core/requests.py).
+    parameters: dict[str, str] = field(default_factory=dict)
     # The parameter whose $references name steps made only for this step (automl/compare's engine runs):
     # cancelling the step cancels those of them still pending or running.
     owned_inputs: str | None = None
@@ -70,18 +73,21 @@ TOOLS: dict[str, ToolSpec] = {
         ),
         ToolSpec(
             name="projection",
+            parameters={"transform": "automl_orchestra.engines.builtin.parameters:ProjectionBody"},
             services=("transform",),
             implementation=f"{_BUILTIN}:Projection",
             description="keep the listed fields of a dataset",
         ),
         ToolSpec(
             name="dataType",
+            parameters={"transform": "automl_orchestra.engines.builtin.parameters:DataTypeBody"},
             services=("transform",),
             implementation=f"{_BUILTIN}:DataType",
             description="cast fields to number or string",
         ),
         ToolSpec(
             name="histogram",
+            parameters={"explore": "automl_orchestra.engines.builtin.parameters:HistogramBody"},
             services=("explore",),
             implementation=f"{_BUILTIN}:Histogram",
             description="counts for categorical fields, bins for numeric fields",
@@ -144,6 +150,7 @@ TOOLS: dict[str, ToolSpec] = {
         ),
         ToolSpec(
             name="pycaret",
+            parameters={"model": "automl_orchestra.engines.pycaret.parameters:ExperimentBody"},
             services=("model", "transform", "explore", *METHOD_SERVICES, "automl", "builder"),
             implementation="automl_orchestra.engines.pycaret.engine:PycaretEngine",
             environment="pycaret",
@@ -191,6 +198,7 @@ TOOLS: dict[str, ToolSpec] = {
         ),
         ToolSpec(
             name="compare",
+            parameters={"automl": "automl_orchestra.engines.compare.parameters:CompareBody"},
             services=("automl", "predict", "evaluate"),
             implementation="automl_orchestra.engines.compare.engine:CompareEngine",
             derived={"automl": ("leaderboard",)},
@@ -200,6 +208,7 @@ TOOLS: dict[str, ToolSpec] = {
         ),
         ToolSpec(
             name="generate",
+            parameters={"nas": "automl_orchestra.engines.nas.parameters:NasGenerateBody"},
             services=("nas",),
             implementation="automl_orchestra.engines.nas.steps:NasGenerate",
             capabilities=frozenset({"nas"}),
@@ -207,6 +216,7 @@ TOOLS: dict[str, ToolSpec] = {
         ),
         ToolSpec(
             name="train",
+            parameters={"nas": "automl_orchestra.engines.nas.parameters:NasTrainBody"},
             services=("nas",),
             implementation="automl_orchestra.engines.nas.steps:NasTrain",
             capabilities=frozenset({"nas", "image", "tabular", "classification"}),
@@ -214,6 +224,7 @@ TOOLS: dict[str, ToolSpec] = {
         ),
         ToolSpec(
             name="evaluate",
+            parameters={"nas": "automl_orchestra.engines.nas.parameters:NasEvaluateBody"},
             services=("nas",),
             implementation="automl_orchestra.engines.nas.steps:NasEvaluate",
             capabilities=frozenset({"nas"}),
@@ -221,6 +232,7 @@ TOOLS: dict[str, ToolSpec] = {
         ),
         ToolSpec(
             name="nas",
+            parameters={"automl": "automl_orchestra.engines.nas.parameters:NasSearchBody"},
             services=("automl",),
             implementation="automl_orchestra.engines.nas.steps:NasSearch",
             # "driver": its steps create child steps through the API (runtime: api URL + job token, no slot)
@@ -236,6 +248,7 @@ TOOLS: dict[str, ToolSpec] = {
         ),
         ToolSpec(
             name="autokeras",
+            parameters={"automl": "automl_orchestra.engines.keras.parameters:AutoKerasBody"},
             services=("model", "train", "predict", "evaluate", "explore", "automl"),
             implementation="automl_orchestra.engines.keras.autokeras:AutoKerasEngine",
             allowed_modules=("autokeras",),

@@ -9,14 +9,18 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 from automl_orchestra.contracts import references
 from automl_orchestra.contracts.errors import StepError
 from automl_orchestra.contracts.jobs import JobSpec
 from automl_orchestra.contracts.outputs import OutputRef
+from automl_orchestra.contracts.parameters import StepBody
 from automl_orchestra.store.artifacts import ArtifactStore
+
+RequestT = TypeVar("RequestT", bound=StepBody)
 
 
 @dataclass
@@ -61,6 +65,34 @@ class StepContext:
     @property
     def params(self) -> dict[str, Any]:
         return self.job.parameters
+
+    @cached_property
+    def request(self) -> StepBody:
+        """The step's parameters read with its tool's request model: the model the API validated the body
+        with (``engines.core.requests``). References (``"$step"``) are still text here: ``resolve`` them."""
+        from pydantic import ValidationError
+
+        from automl_orchestra.engines.core.requests import request_model
+
+        model = request_model(self.job.service, self.job.tool)
+        try:
+            return model.for_job(self.job.step_name, self.job.parameters)
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(map(str, error['loc'])) or 'parameters'}: {error['msg']}" for error in exc.errors()
+            )
+            raise StepError(
+                f"the step's parameters do not fit {self.job.service}/{self.job.tool}: {problems}"
+            ) from None
+
+    def request_as(self, model: type[RequestT]) -> RequestT:
+        """``request``, typed as the tool's own model (an engine knows which model its service has)."""
+        request = self.request
+        if not isinstance(request, model):
+            raise StepError(
+                f"{self.job.service}/{self.job.tool} is read with {type(request).__name__}, not {model.__name__}"
+            )
+        return request
 
     @property
     def cpus(self) -> int:

@@ -1,0 +1,212 @@
+"""The request of a step, one pydantic model per tool: what the API validates a body with and what the worker
+reads its parameters with -- one definition of each field, with the Learning Orchestra names as aliases.
+
+This module holds the shared envelope (``StepBody``: name, limits, cache...) and the families most tools
+use as they are (datasets, reflection calls, declarative AutoML, code). A tool with fields of its own
+declares its model in its engine folder (``engines/<engine>/parameters.py``, light like this module) and
+names it in its catalog entry (``ToolSpec.parameters``). ``to_parameters()`` gives the canonical parameter
+dict that is stored on the step and handed to workers; ``for_job`` reads it back.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar, Literal, Self
+
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator
+
+from automl_orchestra.contracts.references import NAME_PATTERN
+
+NAME_FIELD_DOC = f"step name, unique, matching ^{NAME_PATTERN}$"
+
+
+COMMON_FIELDS = frozenset({"name", "description", "cache", "retryable", "limits"})
+
+
+class Limits(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    timeoutS: float | None = Field(default=None, gt=0, description="wall-time limit of a run, seconds")
+    memoryMb: int | None = Field(default=None, gt=0, description="memory limit of the worker process tree")
+    cpus: int | None = Field(default=None, ge=1, le=256, description="CPU threads the step may use")
+    gpus: float | None = Field(default=None, ge=0, le=64, description="GPUs the step needs (Ray executor)")
+
+
+class StepBody(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    example: ClassVar[dict[str, Any]] = {}
+
+    name: str = Field(description=NAME_FIELD_DOC, pattern=f"^{NAME_PATTERN}$")
+    description: str = Field(default="", max_length=10_000)
+    cache: bool = Field(default=False, description="reuse a finished run with the same fingerprint")
+    retryable: bool = Field(default=False, description="re-queue once if the server dies mid-run")
+    limits: Limits = Field(default_factory=Limits)
+    drivenBy: str | None = Field(
+        default=None,
+        pattern=f"^{NAME_PATTERN}$",
+        description="set by a driver step (automl/nas) on the steps it creates: lineage only, not an input",
+    )
+
+    def to_parameters(self) -> dict[str, Any]:
+        data = self.model_dump(exclude=set(COMMON_FIELDS), exclude_none=True)
+        if "class_" in data:
+            data["class"] = data.pop("class_")
+        return data
+
+    @classmethod
+    def for_job(cls, step: str, parameters: dict[str, Any]) -> Self:
+        """The model of a stored step's canonical parameters (``to_parameters()``), as a worker reads them.
+
+        Raises pydantic's ``ValidationError`` when they do not fit (a step stored by an older version): the
+        worker turns it into the step's error.
+        """
+        return cls.model_validate({**parameters, "name": step})
+
+
+class DatasetBody(StepBody):
+    example: ClassVar[dict[str, Any]] = {
+        "name": "titanic_train",
+        "url": "https://example.org/titanic/train.csv",
+    }
+
+    name: str = Field(
+        description=NAME_FIELD_DOC,
+        pattern=f"^{NAME_PATTERN}$",
+        validation_alias=AliasChoices("name", "datasetName"),
+    )
+    url: str | None = Field(default=None, validation_alias=AliasChoices("url", "datasetURI"), max_length=4096)
+    path: str | None = Field(default=None, description="a file under a configured import directory")
+    separator: str = Field(default=",", min_length=1, max_length=1)
+    header: bool = True
+    columns: list[str] | None = Field(default=None, description="column names when the file has no header")
+    types: dict[str, Literal["number", "integer", "string", "boolean"]] | None = None
+    encoding: str = "utf-8"
+    columnId: str | None = Field(default=None, description="dataset/timeseries long CSV: the series id column (id)")
+    columnSort: str | None = Field(default=None, description="dataset/timeseries long CSV: the time column (time)")
+
+
+class ModelBody(StepBody):
+    example: ClassVar[dict[str, Any]] = {
+        "name": "titanic_gb",
+        "modulePath": "sklearn.ensemble",
+        "class": "GradientBoostingClassifier",
+        "classParameters": {"n_estimators": 200, "random_state": 1},
+    }
+
+    name: str = Field(
+        description=NAME_FIELD_DOC,
+        pattern=f"^{NAME_PATTERN}$",
+        validation_alias=AliasChoices("name", "modelName"),
+    )
+    modulePath: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
+    class_: str = Field(
+        validation_alias=AliasChoices("class", "className", "class_"),
+        serialization_alias="class",
+        pattern=r"^[A-Za-z][A-Za-z0-9_]*$",
+    )
+    classParameters: dict[str, Any] = Field(default_factory=dict)
+
+
+class MethodBody(StepBody):
+    """train / tune / evaluate / predict / transform by a tool: call ``method`` on ``parentName``'s object."""
+
+    example: ClassVar[dict[str, Any]] = {
+        "name": "titanic_gb_trained",
+        "parentName": "titanic_gb",
+        "method": "fit",
+        "methodParameters": {"X": "$titanic_X", "y": "$titanic_y.Survived"},
+    }
+
+    parentName: str
+    modelName: str | None = Field(default=None, description="the original model step (informational)")
+    method: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("method", "methodName"),
+        pattern=r"^[A-Za-z][A-Za-z0-9_]*$",
+    )
+    methodParameters: dict[str, Any] = Field(
+        default_factory=dict, validation_alias=AliasChoices("methodParameters", "parameters")
+    )
+
+
+class EvaluateBody(MethodBody):
+    example: ClassVar[dict[str, Any]] = {
+        "name": "titanic_gb_evaluated",
+        "parentName": "titanic_gb_trained",
+        "method": "score",
+        "methodParameters": {"X": "$test_X", "y": "$test_y.Survived"},
+        "metrics": ["accuracy", "f1"],
+    }
+
+    metrics: list[str] | None = Field(default=None, description="scikit-learn scorer names, e.g. accuracy, f1")
+
+
+class ExploreToolBody(StepBody):
+    example: ClassVar[dict[str, Any]] = {
+        "name": "titanic_importance",
+        "modulePath": "sklearn.inspection",
+        "method": "permutation_importance",
+        "methodParameters": {"estimator": "$titanic_gb_trained", "X": "$test_X", "y": "$test_y.Survived"},
+    }
+
+    parentName: str | None = None
+    modulePath: str | None = Field(default=None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
+    class_: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("class", "className", "class_"),
+        pattern=r"^[A-Za-z][A-Za-z0-9_]*$",
+    )
+    method: str = Field(validation_alias=AliasChoices("method", "methodName"), pattern=r"^[A-Za-z][A-Za-z0-9_]*$")
+    methodParameters: dict[str, Any] = Field(
+        default_factory=dict, validation_alias=AliasChoices("methodParameters", "parameters")
+    )
+
+
+class AutoMLBody(StepBody):
+    example: ClassVar[dict[str, Any]] = {
+        "name": "titanic_flaml",
+        "parentName": "titanic_train",
+        "target": "Survived",
+        "task": "classification",
+        "timeBudget": 60,
+        "metric": "accuracy",
+        "seed": 1,
+    }
+
+    parentName: str = Field(validation_alias=AliasChoices("parentName", "datasetName"))
+    target: str = Field(min_length=1)
+    task: Literal["classification", "regression"] = "classification"
+    timeBudget: float = Field(default=60.0, gt=0, le=7 * 24 * 3600, description="seconds")
+    metric: str = "auto"
+    seed: int = 1
+    options: dict[str, Any] = Field(default_factory=dict, description="passed through to the engine")
+    autoExclude: bool = Field(default=True, description="exclude identifier-like and free-text columns")
+    excludeColumns: list[str] = Field(default_factory=list)
+    keepColumns: list[str] = Field(default_factory=list)
+    # Search controls; an engine uses those it has a meaning for (see docs/api.md).
+    parallelTrials: int = Field(default=1, ge=1, le=1024, description="trials evaluated at once (distributed)")
+    generations: int | None = Field(default=None, ge=1, description="evolutionary engines: generations")
+    populationSize: int | None = Field(default=None, ge=2, description="evolutionary engines: population size")
+    cv: int | None = Field(default=None, ge=2, le=100, description="cross-validation folds")
+    scoring: str | None = Field(default=None, description="engine-specific scoring name (defaults to metric)")
+
+
+class CodeBody(StepBody):
+    example: ClassVar[dict[str, Any]] = {
+        "name": "titanic_summary",
+        "code": "response = {'rows': len(train), 'survived': int(train['Survived'].sum())}",
+        "parameters": {"train": "$titanic_train"},
+    }
+
+    code: str | None = Field(default=None, validation_alias=AliasChoices("code", "function"), max_length=1_000_000)
+    codeUrl: str | None = Field(default=None, validation_alias=AliasChoices("codeUrl", "functionUrl"))
+    parameters: dict[str, Any] = Field(
+        default_factory=dict, validation_alias=AliasChoices("parameters", "functionParameters")
+    )
+
+    @field_validator("parameters")
+    @classmethod
+    def _identifiers(cls, value: dict[str, Any]) -> dict[str, Any]:
+        bad = [key for key in value if not key.isidentifier() or key.startswith("__")]
+        if bad:
+            raise ValueError(f"parameter names must be Python identifiers: {bad}")
+        return value
