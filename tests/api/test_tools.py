@@ -178,3 +178,21 @@ response = {'accuracy': float(model.score(X, y))}
     listing = {a["name"] for a in http.get("/builder/python/tool_builder/artifacts").json()["result"]}
     assert "files/score" in listing
     assert "trained" in http.get("/builder/python/tool_builder/logs").json()["result"]["stdout"]
+
+
+def test_a_dataset_body_cannot_give_its_source(http: httpx.Client, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """``source`` is declared by DatasetBody for the worker, but only the server writes it (after checking
+    the url, path or upload): a body or form field that gives one is refused and nothing is created."""
+    forged = {"kind": "path", "path": "/etc/passwd"}
+    response = http.post(
+        "/dataset/csv", json={"name": "forged_json", "url": "https://example.org/a.csv", "source": forged}
+    )
+    assert response.status_code == 422 and "set by the server" in response.json()["result"]
+    path = titanic_like(tmp_path_factory.mktemp("forged") / "t.csv", rows=10, seed=1)
+    with path.open("rb") as handle:
+        response = http.post(
+            "/dataset/csv", data={"name": "forged_form", "source": "/etc/passwd"}, files={"file": (path.name, handle)}
+        )
+    assert response.status_code == 422 and "set by the server" in response.json()["result"]
+    assert http.get("/dataset/csv/forged_json").status_code == 404
+    assert http.get("/dataset/csv/forged_form").status_code == 404

@@ -4,6 +4,7 @@ parameters): what the API stores, the worker reads back unchanged."""
 from __future__ import annotations
 
 import pytest
+from pydantic import ValidationError
 
 from automl_orchestra.contracts import catalog
 from automl_orchestra.contracts.parameters import StepBody
@@ -36,3 +37,38 @@ def test_a_tool_names_its_own_model_in_the_catalog() -> None:
     assert request_model("automl", "flaml").__name__ == "AutoMLBody"  # the family
     with pytest.raises(KeyError, match="has no request model"):
         request_model("nas", "scikitlearn")
+
+
+def test_a_dataset_step_reads_the_source_the_server_wrote() -> None:
+    from automl_orchestra.contracts.parameters import DatasetBody, PathSource, UploadSource, UrlSource
+
+    upload = {"kind": "upload", "key": "steps/d/source-1/t.csv", "filename": "t.csv", "sizeBytes": 12}
+    stored = {"separator": ";", "source": upload}
+    read = DatasetBody.for_job("d", stored)
+    assert isinstance(read.source, UploadSource) and read.source.key == upload["key"]
+    assert read.to_parameters() == {**stored, "header": True, "encoding": "utf-8"}
+    assert isinstance(DatasetBody.for_job("d", {"source": {"kind": "path", "path": "/data/t.csv"}}).source, PathSource)
+    # A step stored by an older version may hold a bare URL.
+    bare = DatasetBody.for_job("d", {"source": "https://example.org/t.csv"}).source
+    assert isinstance(bare, UrlSource) and bare.url == "https://example.org/t.csv"
+    with pytest.raises(ValidationError):
+        DatasetBody.for_job("d", {"source": {"kind": "ftp", "url": "ftp://example.org/t.csv"}})
+    schema = DatasetBody.model_json_schema()["properties"]["source"]
+    assert schema["readOnly"] is True and "set by the server" in schema["description"]
+
+
+def test_the_split_reads_the_fields_the_compare_server_wrote() -> None:
+    from automl_orchestra.engines.builtin.parameters import SplitBody
+
+    stored = {"parentName": "train", "target": "Survived", "task": "classification", "holdout": 0.25, "seed": 7}
+    read = SplitBody.for_job("c_split", stored)
+    assert (read.target, read.holdout, read.seed, read.stratify) == ("Survived", 0.25, 7, True)
+    with pytest.raises(ValidationError):
+        SplitBody.for_job("c_split", {**stored, "holdout": 1.5})
+
+
+def test_an_unknown_cast_type_names_the_field() -> None:
+    from automl_orchestra.contracts.parameters import DatasetBody
+
+    with pytest.raises(ValidationError, match="field 'Age': unknown type 'complex'"):
+        DatasetBody.model_validate({"name": "d", "url": "https://example.org/t.csv", "types": {"Age": "complex"}})

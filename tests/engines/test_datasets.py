@@ -217,3 +217,11 @@ def test_safe_filename() -> None:
     assert safe_filename("..") == "data.bin"
     assert safe_filename(".hidden.csv") == "hidden.csv"
     assert safe_filename("résumé 2024.csv") == "r_sum__2024.csv"
+
+
+def test_the_source_is_read_with_the_request_model(harness: Harness) -> None:
+    # The API always writes a source; a step without one (or with an unknown kind) fails with a clear error.
+    with pytest.raises(StepError, match="parameter 'source' must be"):
+        harness.run("dataset", "csv", {})
+    with pytest.raises(StepError, match="do not fit dataset/csv: source"):
+        harness.run("dataset", "csv", {"source": {"kind": "ftp", "path": "/x"}})

@@ -214,7 +214,11 @@ def test_thread_counts_follow_the_step_cpus(harness: Harness) -> None:
     ],
 )
 def test_disallowed_imports(harness: Harness, module: str, cls: str, message: str) -> None:
+    # The reflection rule itself, whatever reaches it (engines also import dotted names they build).
     with pytest.raises(StepError, match=message):
+        import_allowed(module, cls, ["sklearn", "lightgbm", "xgboost"])
+    # A step is refused by that rule, or before it by its request model (ModelBody's class is one public name).
+    with pytest.raises(StepError, match=f"{message}|do not fit model/scikitlearn: class"):
         harness.run("model", "scikitlearn", {"modulePath": module, "class": cls})
 
 

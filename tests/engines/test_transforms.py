@@ -121,3 +121,16 @@ def test_histogram_field_subset_and_unknown_field(harness: Harness) -> None:
     assert table["count"].sum() == 3 and set(table["field"]) == {"a"}
     with pytest.raises(StepError, match="unknown field"):
         harness.run("explore", "histogram", {"parentName": "d", "fields": ["zz"]}, inputs=["d"])
+
+
+def test_split_reads_the_fields_the_server_wrote(harness: Harness) -> None:
+    frame = pd.DataFrame({"x": range(40), "y": ["a", "b"] * 20})
+    harness.put("rows", frame)
+    params = {"parentName": "rows", "target": "y", "task": "classification", "holdout": 0.25, "seed": 3}
+    ran = harness.run("transform", "split", params, name="rows_split", inputs=["rows"])
+    assert (ran.metadata["trainRows"], ran.metadata["holdoutRows"], ran.metadata["seed"]) == (30, 10, 3)
+    assert ran.load()["y"].value_counts().to_dict() == {"a": 15, "b": 15}  # stratified on the target
+    with pytest.raises(StepError, match="target 'z' is not a column of 'rows'"):
+        harness.run("transform", "split", {**params, "target": "z"}, name="bad_split", inputs=["rows"])
+    with pytest.raises(StepError, match="do not fit transform/split: holdout"):
+        harness.run("transform", "split", {**params, "holdout": 2}, name="bad_split", inputs=["rows"])

@@ -1,5 +1,6 @@
 """Dataset requests: JSON (a URL or an import-directory path) or a multipart upload, checked before any
-byte is fetched or stored. Turns them into the canonical ``source`` parameter the ingest worker reads."""
+byte is fetched or stored. Turns them into the canonical ``source`` parameter the ingest worker reads: the
+server writes it after its checks, so a body that gives ``source`` itself is refused."""
 
 from __future__ import annotations
 
@@ -12,18 +13,20 @@ from fastapi import Request
 from pydantic import ValidationError
 from starlette.datastructures import UploadFile
 
+from automl_orchestra.api.dependencies import Orchestra
 from automl_orchestra.api.errors import ApiError, summarize
 from automl_orchestra.config import Settings
-from automl_orchestra.contracts.parameters import DatasetBody, StepBody
+from automl_orchestra.contracts.parameters import DatasetBody, PathSource, StepBody, UploadSource, UrlSource
 from automl_orchestra.contracts.source_policy import check_import_path, check_url
 from automl_orchestra.store.artifacts import step_prefix
 
 CHUNK = 1 << 20
 SOURCE_FIELDS = ("url", "path")
 FORMAT_FIELDS = ("separator", "header", "columns", "types", "encoding", "columnId", "columnSort")
+SERVER_FIELDS = ("source",)  # DatasetBody fields only the server writes (after the source-policy checks)
 
 
-async def read_request(request: Request, orchestra: Any, tool: str) -> tuple[StepBody, dict[str, Any]]:
+async def read_request(request: Request, orchestra: Orchestra, tool: str) -> tuple[StepBody, dict[str, Any]]:
     settings: Settings = orchestra.settings
     content_type = request.headers.get("content-type", "")
     if content_type.startswith("multipart/form-data"):
@@ -60,6 +63,12 @@ def patched_parameters(old: dict[str, Any], changes: dict[str, Any], settings: S
 
 
 def _validate(data: dict[str, Any]) -> DatasetBody:
+    """A user's dataset body (JSON, form fields or a PATCH merged with the stored format) as ``DatasetBody``."""
+    given = sorted(key for key in SERVER_FIELDS if key in data)
+    if given:
+        # The model declares them for the worker; from a user they would skip the url/path/upload checks.
+        fields = ", ".join(repr(key) for key in given)
+        raise ApiError(422, f"{fields} is set by the server: give 'url' or 'path', or upload a file")
     try:
         return DatasetBody.model_validate(data)
     except ValidationError as exc:
@@ -75,12 +84,12 @@ def _source(body: DatasetBody, settings: Settings) -> dict[str, Any]:
         raise ApiError(422, "give exactly one of 'url' (http/https) and 'path', or upload a file as multipart")
     if body.url:
         check_url(body.url, settings.url_allow_hosts)
-        return {"kind": "url", "url": body.url}
+        return UrlSource(kind="url", url=body.url).model_dump()
     assert body.path is not None
-    return {"kind": "path", "path": str(check_import_path(body.path, settings.import_dir_list))}
+    return PathSource(kind="path", path=str(check_import_path(body.path, settings.import_dir_list))).model_dump()
 
 
-async def _read_upload(request: Request, orchestra: Any) -> tuple[StepBody, dict[str, Any]]:
+async def _read_upload(request: Request, orchestra: Orchestra) -> tuple[StepBody, dict[str, Any]]:
     settings: Settings = orchestra.settings
     limit = settings.max_upload_mb * 2**20
     declared = request.headers.get("content-length")
@@ -109,7 +118,7 @@ async def _read_upload(request: Request, orchestra: Any) -> tuple[StepBody, dict
     except ApiError:
         orchestra.store.delete_prefix(key.rsplit("/", 1)[0])
         raise
-    source = {"kind": "upload", "key": key, "filename": filename, "sizeBytes": size}
+    source = UploadSource(kind="upload", key=key, filename=filename, sizeBytes=size).model_dump()
     return body, {**_format(body), "source": source}
 
 

@@ -187,6 +187,7 @@ TOOLS: dict[str, ToolSpec] = {
             name="split",
             services=("transform",),
             implementation="automl_orchestra.engines.builtin.split:SplitEngine",
+            parameters={"transform": "automl_orchestra.engines.builtin.parameters:SplitBody"},
             derived={"transform": ("holdout",)},
             description="a seeded (stratified) train/holdout split: the train rows, and {name}_holdout",
         ),

@@ -10,7 +10,7 @@ dict that is stored on the step and handed to workers; ``for_job`` reads it back
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Literal, Self
+from typing import Annotated, Any, ClassVar, Literal, Self, get_args
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator
 
@@ -62,6 +62,55 @@ class StepBody(BaseModel):
         return cls.model_validate({**parameters, "name": step})
 
 
+# The description of a field the server writes on a step (a user's body may not set it).
+SET_BY_SERVER = "set by the server"
+
+# The column types a table field can be cast to (dataset/csv ``types``, transform/dataType).
+TableType = Literal["number", "integer", "string", "boolean"]
+
+
+def known_table_types(value: Any) -> Any:
+    """A ``types`` mapping checked before its ``TableType`` values are: an unknown type is refused with the
+    field it was given for, the message the worker's cast has always given."""
+    if isinstance(value, dict):
+        for name, kind in value.items():
+            if isinstance(kind, str) and kind not in get_args(TableType):
+                raise ValueError(f"field {name!r}: unknown type {kind!r}; use one of {list(get_args(TableType))}")
+    return value
+
+
+class UrlSource(BaseModel):
+    """A dataset file at an http(s) URL the API checked against its host policy."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    kind: Literal["url"]
+    url: str = Field(min_length=1, max_length=4096)
+
+
+class UploadSource(BaseModel):
+    """A dataset file the API stored in the artifact store from a multipart upload."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    kind: Literal["upload"]
+    key: str = Field(min_length=1, description="artifact-store key of the uploaded file")
+    filename: str | None = Field(default=None, description="the upload's (sanitised) file name")
+    sizeBytes: int | None = Field(default=None, ge=0)
+
+
+class PathSource(BaseModel):
+    """A dataset file under an import directory, checked by the API (and again by the worker)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    kind: Literal["path"]
+    path: str = Field(min_length=1)
+
+
+DatasetSource = Annotated[UrlSource | UploadSource | PathSource, Field(discriminator="kind")]
+
+
 class DatasetBody(StepBody):
     example: ClassVar[dict[str, Any]] = {
         "name": "titanic_train",
@@ -78,10 +127,24 @@ class DatasetBody(StepBody):
     separator: str = Field(default=",", min_length=1, max_length=1)
     header: bool = True
     columns: list[str] | None = Field(default=None, description="column names when the file has no header")
-    types: dict[str, Literal["number", "integer", "string", "boolean"]] | None = None
+    types: dict[str, TableType] | None = None
     encoding: str = "utf-8"
     columnId: str | None = Field(default=None, description="dataset/timeseries long CSV: the series id column (id)")
     columnSort: str | None = Field(default=None, description="dataset/timeseries long CSV: the time column (time)")
+    # The API turns url/path/upload into this after its source-policy checks, so a body must not give it.
+    source: DatasetSource | None = Field(
+        default=None,
+        description=f"{SET_BY_SERVER}: the checked url, upload or path the worker reads",
+        json_schema_extra={"readOnly": True},
+    )
+
+    _known_types = field_validator("types", mode="before")(known_table_types)
+
+    @field_validator("source", mode="before")
+    @classmethod
+    def _bare_url(cls, value: Any) -> Any:
+        # Steps stored by older versions may hold a bare URL string: unambiguous enough to read.
+        return {"kind": "url", "url": value} if isinstance(value, str) else value
 
 
 class ModelBody(StepBody):
@@ -208,5 +271,6 @@ class CodeBody(StepBody):
     def _identifiers(cls, value: dict[str, Any]) -> dict[str, Any]:
         bad = [key for key in value if not key.isidentifier() or key.startswith("__")]
         if bad:
-            raise ValueError(f"parameter names must be Python identifiers: {bad}")
+            # The worker's wording for the same rule (it also refuses keywords such as 'class').
+            raise ValueError(f"parameter name(s) {bad} not usable as a Python variable name (identifiers only)")
         return value

@@ -21,13 +21,13 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pcsv
 
 from automl_orchestra.contracts.errors import StepError
+from automl_orchestra.contracts.parameters import DatasetBody
 from automl_orchestra.engines.core.tables import CastFailure, ParquetSink, TableInfo, cast_batch, validate_casts
 
 CSV_BLOCK_SIZE = 2 << 20
@@ -391,27 +391,17 @@ def _single_threaded_error(source: Path, compression: str | None, options: CsvOp
     return None
 
 
-def csv_options_from(params: dict[str, Any]) -> CsvOptions:
-    """The ``dataset/csv`` reading parameters, validated."""
-    separator = params.get("separator", ",")
-    separator = "\t" if separator in ("\\t", "tab") else separator
-    if not isinstance(separator, str) or len(separator) != 1:
-        raise StepError("parameter 'separator' must be a single character (use '\\t' for tabs)")
-    header = params.get("header", True)
-    if not isinstance(header, bool):
-        raise StepError("parameter 'header' must be true or false")
-    columns = params.get("columns")
-    if columns is not None and (
-        not isinstance(columns, list) or not columns or not all(isinstance(c, str) and c for c in columns)
-    ):
+def csv_options_from(request: DatasetBody) -> CsvOptions:
+    """The ``dataset/csv`` reading options of a request; its model checked the types (the separator is one
+    character), what it leaves open is checked here, where a bad value would otherwise fail obscurely."""
+    columns = request.columns
+    if columns is not None and (not columns or not all(columns)):
         raise StepError("parameter 'columns' must be a non-empty list of column names")
     if columns is not None and len(set(columns)) != len(columns):
         raise StepError("parameter 'columns' lists a column more than once")
-    encoding = params.get("encoding") or "utf-8"
-    if not isinstance(encoding, str):
-        raise StepError("parameter 'encoding' must be a string such as 'utf-8' or 'latin-1'")
+    encoding = request.encoding or "utf-8"
     _check_encoding(encoding)
-    return CsvOptions(separator=separator, header=header, columns=columns, encoding=encoding)
+    return CsvOptions(separator=request.separator, header=request.header, columns=columns, encoding=encoding)
 
 
 def _check_encoding(encoding: str) -> None:

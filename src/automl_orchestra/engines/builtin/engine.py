@@ -23,8 +23,9 @@ import pyarrow.parquet as pq
 
 from automl_orchestra.contracts.errors import StepError
 from automl_orchestra.contracts.outputs import SUMMARY_FILE, TABLE_FILE, OutputRef
+from automl_orchestra.contracts.parameters import DatasetBody
 from automl_orchestra.engines.builtin.csvfile import csv_options_from, csv_to_parquet
-from automl_orchestra.engines.core import params as p
+from automl_orchestra.engines.builtin.parameters import DataTypeBody, HistogramBody, ProjectionBody
 from automl_orchestra.engines.core.base import Engine, StepContext, StepResult
 from automl_orchestra.engines.core.downloads import safe_filename
 from automl_orchestra.engines.core.sources import open_source
@@ -52,8 +53,9 @@ class CsvDataset(Engine):
     name = "csv"
 
     def dataset(self, ctx: StepContext) -> StepResult:
-        options = csv_options_from(ctx.params)
-        casts = _casts_param(ctx.params)
+        request = ctx.request_as(DatasetBody)
+        options = csv_options_from(request)
+        casts: dict[str, str] = dict(request.types or {})
         pa.set_cpu_count(ctx.cpus)  # Arrow's reader threads follow the step's CPU allowance
         dest = ctx.output_dir / TABLE_FILE
         with open_source(ctx) as source:
@@ -94,13 +96,6 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _casts_param(params: dict[str, Any]) -> dict[str, str]:
-    types = p.optional_dict(params, "types")
-    if not all(isinstance(kind, str) for kind in types.values()):
-        raise StepError("parameter 'types' must map field names to 'number', 'integer', 'string' or 'boolean'")
-    return types
-
-
 def _table_result(ctx: StepContext, info: TableInfo, extra: dict[str, Any] | None = None) -> StepResult:
     """The result of a step that wrote ``data.parquet`` itself."""
     write_json(ctx.output_dir / SUMMARY_FILE, table_summary(info.schema, info.rows))
@@ -114,9 +109,8 @@ def _table_result(ctx: StepContext, info: TableInfo, extra: dict[str, Any] | Non
 
 
 @contextlib.contextmanager
-def parent_table(ctx: StepContext) -> Iterator[pq.ParquetFile]:
-    """The Parquet file of the table step named by ``parentName``, opened for batch-wise reading."""
-    parent = p.require_str(ctx.params, "parentName")
+def parent_table(ctx: StepContext, parent: str) -> Iterator[pq.ParquetFile]:
+    """The Parquet file of the table step ``parent`` (the request's ``parentName``), opened batch-wise."""
     ref = ctx.job.inputs.get(parent)
     if ref is None:
         raise StepError(f"step {parent!r} is not an input of this step")
@@ -127,12 +121,13 @@ def parent_table(ctx: StepContext) -> Iterator[pq.ParquetFile]:
         yield pq.ParquetFile(handle)
 
 
-def _fields_param(ctx: StepContext, available: list[str], *, required: bool) -> list[str]:
-    fields = p.optional_str_list(ctx.params, "fields")
+def _chosen_fields(fields: list[str] | None, available: list[str]) -> list[str]:
+    """The request's ``fields`` checked against the table (every field when none are listed)."""
     if not fields:
-        if required:
-            raise StepError("parameter 'fields' must list at least one field")
         return available
+    if len(set(fields)) != len(fields):
+        duplicates = sorted({name for name in fields if fields.count(name) > 1})
+        raise StepError(f"parameter 'fields' lists {duplicates} more than once")
     unknown = [name for name in fields if name not in available]
     if unknown:
         raise StepError(f"unknown field(s) {unknown}; available fields: {available}")
@@ -145,8 +140,9 @@ class Projection(Engine):
     name = "projection"
 
     def transform(self, ctx: StepContext) -> StepResult:
-        with parent_table(ctx) as parquet:
-            fields = _fields_param(ctx, parquet.schema_arrow.names, required=True)
+        request = ctx.request_as(ProjectionBody)  # its model requires at least one field
+        with parent_table(ctx, request.parentName) as parquet:
+            fields = _chosen_fields(request.fields, parquet.schema_arrow.names)
             empty = pa.schema([parquet.schema_arrow.field(name) for name in fields])
             with ParquetSink(ctx.output_dir / TABLE_FILE, empty_schema=empty) as sink:
                 for batch in parquet.iter_batches(batch_size=ROW_GROUP_SIZE, columns=fields):
@@ -161,10 +157,9 @@ class DataType(Engine):
     name = "dataType"
 
     def transform(self, ctx: StepContext) -> StepResult:
-        casts = _casts_param(ctx.params)
-        if not casts:
-            raise StepError("parameter 'types' must map at least one field to a type")
-        with parent_table(ctx) as parquet:
+        request = ctx.request_as(DataTypeBody)  # its model requires at least one field and known types
+        casts: dict[str, str] = dict(request.types)
+        with parent_table(ctx, request.parentName) as parquet:
             schema = parquet.schema_arrow
             validate_casts(casts, list(schema.names))
             with ParquetSink(ctx.output_dir / TABLE_FILE) as sink:
@@ -195,10 +190,11 @@ class Histogram(Engine):
     name = "histogram"
 
     def explore(self, ctx: StepContext) -> StepResult:
-        bins = p.optional_int(ctx.params, "bins", 10, minimum=1, maximum=10_000)
-        with parent_table(ctx) as parquet:
+        request = ctx.request_as(HistogramBody)
+        bins = request.bins
+        with parent_table(ctx, request.parentName) as parquet:
             schema = parquet.schema_arrow
-            fields = _fields_param(ctx, list(schema.names), required=False)
+            fields = _chosen_fields(request.fields, list(schema.names))
             numeric = [name for name in fields if is_numeric(schema.field(name).type)]
             stats = _first_pass(parquet, fields, numeric)
             edges = {name: _edges(stats.ranges.get(name), bins) for name in numeric}

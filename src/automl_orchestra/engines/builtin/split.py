@@ -8,10 +8,11 @@ from __future__ import annotations
 import pandas as pd
 
 from automl_orchestra.contracts.errors import StepError
-from automl_orchestra.engines.core import params as p
+from automl_orchestra.engines.builtin.parameters import SplitBody
 from automl_orchestra.engines.core.base import Engine, StepContext, StepResult
 
 MIN_CLASS_ROWS = 2  # stratification needs every class at least twice
+MIN_HOLDOUT = 0.01
 
 
 def split_rows(
@@ -34,21 +35,21 @@ class SplitEngine(Engine):
     name = "split"
 
     def transform(self, ctx: StepContext) -> StepResult:
-        parent = p.require_str(ctx.params, "parentName")
-        frame = ctx.load_step(parent)
+        request = ctx.request_as(SplitBody)
+        frame = ctx.load_step(request.parentName)
         if not isinstance(frame, pd.DataFrame):
-            raise StepError(f"step {parent!r} is not a dataset (table)")
-        target = p.optional_str(ctx.params, "target")
+            raise StepError(f"step {request.parentName!r} is not a dataset (table)")
+        target = request.target
         if target is not None and target not in frame.columns:
-            raise StepError(f"target {target!r} is not a column of {parent!r}")
+            raise StepError(f"target {target!r} is not a column of {request.parentName!r}")
         if target is not None:
             frame = frame[frame[target].notna()]  # rows without a target can neither train nor score
-        fraction = p.optional_number(ctx.params, "holdout", 0.2, minimum=0.01)
-        if fraction >= 1.0 or len(frame) * fraction < 1 or len(frame) * (1 - fraction) < 2:
+        fraction = request.holdout
+        if fraction < MIN_HOLDOUT:
+            raise StepError(f"parameter 'holdout' must be at least {MIN_HOLDOUT}")
+        if len(frame) * fraction < 1 or len(frame) * (1 - fraction) < 2:
             raise StepError(f"holdout {fraction:g} of {len(frame)} rows leaves no train or no holdout rows")
-        seed = p.optional_int(ctx.params, "seed", 1)
-        stratify = p.optional_bool(ctx.params, "stratify", True)
-        task = p.optional_str(ctx.params, "task", "classification")
-        train, holdout = split_rows(frame, fraction, seed, target, stratify and task == "classification")
-        metadata = {"trainRows": len(train), "holdoutRows": len(holdout), "holdout": fraction, "seed": seed}
+        stratify = request.stratify and request.task == "classification"
+        train, holdout = split_rows(frame, fraction, request.seed, target, stratify)
+        metadata = {"trainRows": len(train), "holdoutRows": len(holdout), "holdout": fraction, "seed": request.seed}
         return StepResult(value=train, metadata=metadata, derived={"holdout": holdout})

@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from automl_orchestra.contracts.errors import StepError
-from automl_orchestra.engines.core import params as p
+from automl_orchestra.contracts.parameters import EvaluateBody, ExploreToolBody, MethodBody, ModelBody
 from automl_orchestra.engines.core.base import Engine, StepContext, StepResult
 from automl_orchestra.engines.core.values import readable_json
 
@@ -223,8 +223,9 @@ class MethodCall:
 
 
 def method_kwargs(ctx: StepContext, key: str = "methodParameters") -> dict[str, Any]:
-    """Resolved keyword arguments; a one-column DataFrame passed as a target becomes a Series."""
-    kwargs = ctx.resolve(p.optional_dict(ctx.params, key))
+    """The request's ``methodParameters`` (or ``classParameters``) resolved; a one-column DataFrame passed as
+    a target becomes a Series."""
+    kwargs = ctx.resolve(_keyword_parameters(ctx, key))
     for name in TARGET_KEYS & set(kwargs):
         value = kwargs[name]
         if isinstance(value, pd.DataFrame) and value.shape[1] == 1:
@@ -232,13 +233,39 @@ def method_kwargs(ctx: StepContext, key: str = "methodParameters") -> dict[str, 
     return dict(kwargs)
 
 
+def _keyword_parameters(ctx: StepContext, key: str) -> dict[str, Any]:
+    """The unresolved keyword arguments a request holds under ``key``: a model's ``classParameters`` or a
+    method call's ``methodParameters`` (the two names every reflection engine calls ``method_kwargs`` with)."""
+    if key == "classParameters":
+        return dict(ctx.request_as(ModelBody).classParameters)
+    if key == "methodParameters":
+        return dict(method_request(ctx).methodParameters)
+    raise StepError(f"the request has no keyword parameters {key!r}")
+
+
+def method_request(ctx: StepContext) -> MethodBody | ExploreToolBody:
+    """The request of a step that calls a method: a ``MethodBody`` (train, predict...) or an explore call."""
+    request = ctx.request
+    if not isinstance(request, MethodBody | ExploreToolBody):
+        raise StepError(f"{ctx.job.service}/{ctx.job.tool} is read with {type(request).__name__}: no method to call")
+    return request
+
+
 def call_on_parent(ctx: StepContext, default_method: str) -> MethodCall:
     """Call ``method`` (or ``default_method``) with ``methodParameters`` on the ``parentName`` object."""
-    target = ctx.load_step(p.require_str(ctx.params, "parentName"))
-    method = p.optional_str(ctx.params, "method") or default_method
+    request = method_request(ctx)
+    target = ctx.load_step(parent_name(request))
+    method = request.method or default_method
     kwargs = method_kwargs(ctx)
     print(f"calling {type(target).__name__}.{method}({', '.join(kwargs)})", flush=True)
     return MethodCall(target, method, kwargs, call_method(target, method, kwargs))
+
+
+def parent_name(request: MethodBody | ExploreToolBody) -> str:
+    """``parentName``, which an explore call may leave out (it then calls a function) but a method needs."""
+    if not request.parentName:
+        raise StepError("parameter 'parentName' is required and must be a non-empty string")
+    return request.parentName
 
 
 def score_metrics(target: Any, kwargs: dict[str, Any], names: list[str]) -> dict[str, float]:
@@ -268,14 +295,14 @@ class MethodEngine(Engine):
     """
 
     allowed_modules: ClassVar[tuple[str, ...]] = ()
+    # What a subclass's own ``model`` (one that reads a request model where they are optional) falls back to;
+    # ``ModelBody``, read here, requires both.
     default_module: ClassVar[str | None] = None
     default_class: ClassVar[str | None] = None
 
     def model(self, ctx: StepContext) -> StepResult:
-        module_path = p.optional_str(ctx.params, "modulePath", self.default_module)
-        class_name = p.optional_str(ctx.params, "class", self.default_class)
-        if not module_path or not class_name:
-            raise StepError("parameters 'modulePath' and 'class' are required")
+        request = ctx.request_as(ModelBody)
+        module_path, class_name = request.modulePath, request.class_
         factory = import_allowed(module_path, class_name, self.allowed_modules)
         if not callable(factory):
             raise StepError(f"{module_path}.{class_name} cannot be instantiated")
@@ -307,9 +334,11 @@ class MethodEngine(Engine):
         return StepResult(value=call.target, metadata=metadata, metrics=metrics)
 
     def evaluate(self, ctx: StepContext) -> StepResult:
-        names = p.optional_str_list(ctx.params, "metrics")
+        request = ctx.request_as(EvaluateBody)
+        names = request.metrics
         if names:
-            target = ctx.load_step(p.require_str(ctx.params, "parentName"))
+            _no_duplicates(names, "metrics")
+            target = ctx.load_step(request.parentName)
             scores = score_metrics(target, method_kwargs(ctx), names)
             return StepResult(
                 value=scores, metadata={"class": qualified_name(target), "metricNames": names}, metrics=scores
@@ -324,6 +353,12 @@ class MethodEngine(Engine):
         call = call_on_parent(ctx, "predict")
         value = shape_output(call.result, call.kwargs.get("X"), target=call.target)
         return StepResult(value=value, metadata={"class": qualified_name(call.target), "method": call.method})
+
+
+def _no_duplicates(values: list[str], key: str) -> None:
+    if len(set(values)) != len(values):
+        duplicates = sorted({item for item in values if values.count(item) > 1})
+        raise StepError(f"parameter {key!r} lists {duplicates} more than once")
 
 
 def qualified_name(value: Any) -> str:

@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from automl_orchestra.contracts.errors import StepError
+from automl_orchestra.contracts.parameters import DatasetBody, PathSource, UploadSource, UrlSource
 from automl_orchestra.contracts.source_policy import UnsafeSource, check_import_path
-from automl_orchestra.engines.core import params as p
 from automl_orchestra.engines.core.base import StepContext
 from automl_orchestra.engines.core.downloads import download_to_file
 
@@ -30,28 +30,32 @@ class LocalSource:
 
 @contextlib.contextmanager
 def open_source(ctx: StepContext) -> Iterator[LocalSource]:
-    """A local, readable file for the step's ``source`` parameter (url, upload or path)."""
-    source = ctx.params.get("source")
-    if isinstance(source, str):  # a bare URL is unambiguous enough to accept
-        source = {"kind": "url", "url": source}
-    if not isinstance(source, dict):
+    """A local, readable file for the step's ``source`` (url, upload or path), which the API wrote."""
+    source = ctx.request_as(DatasetBody).source
+    if source is None:  # only a step written by hand can lack it: the API always sets one
         raise StepError("parameter 'source' must be {'kind': 'url'|'upload'|'path', ...}")
-    kind = source.get("kind")
-    if kind == "url":
-        with _downloaded(ctx, p.require_str(source, "url")) as local:
+    if isinstance(source, UrlSource):
+        with _downloaded(ctx, source.url) as local:
             yield local
-    elif kind == "upload":
-        key = p.require_str(source, "key")
-        filename = p.optional_str(source, "filename") or key.rsplit("/", 1)[-1]
-        if not ctx.store.exists(key):
-            raise StepError(f"the uploaded file {filename!r} is no longer in the artifact store")
-        with ctx.store.local_copy(key) as path:
-            yield LocalSource(path, filename, {"kind": "upload", "filename": filename}, disposable=False)
-    elif kind == "path":
-        path = import_path(p.require_str(source, "path"), ctx.job.policy.import_dirs)
-        yield LocalSource(path, path.name, {"kind": "path", "path": str(path)}, disposable=False)
+    elif isinstance(source, UploadSource):
+        with _uploaded(ctx, source) as local:
+            yield local
     else:
-        raise StepError(f"source kind {kind!r} is not one of 'url', 'upload', 'path'")
+        yield _server_path(ctx, source)
+
+
+@contextlib.contextmanager
+def _uploaded(ctx: StepContext, source: UploadSource) -> Iterator[LocalSource]:
+    filename = source.filename or source.key.rsplit("/", 1)[-1]
+    if not ctx.store.exists(source.key):
+        raise StepError(f"the uploaded file {filename!r} is no longer in the artifact store")
+    with ctx.store.local_copy(source.key) as path:
+        yield LocalSource(path, filename, {"kind": "upload", "filename": filename}, disposable=False)
+
+
+def _server_path(ctx: StepContext, source: PathSource) -> LocalSource:
+    path = import_path(source.path, ctx.job.policy.import_dirs)
+    return LocalSource(path, path.name, {"kind": "path", "path": str(path)}, disposable=False)
 
 
 @contextlib.contextmanager

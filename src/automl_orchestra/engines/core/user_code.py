@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from automl_orchestra.contracts.errors import StepError
-from automl_orchestra.engines.core import params as p
+from automl_orchestra.contracts.parameters import CodeBody
 from automl_orchestra.engines.core.base import StepContext, StepResult
 from automl_orchestra.engines.core.downloads import download_bytes
 from automl_orchestra.engines.core.values import frame_to_arrow, write_table
@@ -50,8 +50,8 @@ def run_builder(ctx: StepContext, preset: dict[str, Any]) -> StepResult:
 
 def load_code(ctx: StepContext) -> str:
     """The step's code: ``code``, or the text at ``codeUrl`` (a host the server lists for code)."""
-    code = ctx.params.get("code")
-    url = p.optional_str(ctx.params, "codeUrl")
+    request = ctx.request_as(CodeBody)
+    code, url = request.code, request.codeUrl
     if url and code:
         raise StepError("give either 'code' or 'codeUrl', not both")
     if url:
@@ -61,7 +61,7 @@ def load_code(ctx: StepContext) -> str:
             code = data.decode("utf-8")
         except UnicodeDecodeError:
             raise StepError(f"the code at {url!r} is not UTF-8 text") from None
-    if not isinstance(code, str) or not code.strip():
+    if not code or not code.strip():
         raise StepError("parameter 'code' (or 'codeUrl') is required")
     return code
 
@@ -83,7 +83,8 @@ def run_code(ctx: StepContext, code: str, preset: dict[str, Any]) -> Any:
 
 
 def _parameters(ctx: StepContext) -> dict[str, Any]:
-    raw = p.optional_dict(ctx.params, "parameters")
+    raw = ctx.request_as(CodeBody).parameters
+    # The model refuses non-identifiers; a keyword such as 'class' passes it but cannot be a global.
     for name in raw:
         if not name.isidentifier() or keyword.iskeyword(name) or name.startswith("__"):
             raise StepError(f"parameter name {name!r} is not usable as a Python variable name")
@@ -94,7 +95,7 @@ def _parameters(ctx: StepContext) -> dict[str, Any]:
 def response_metadata(ctx: StepContext, response: Any) -> dict[str, Any]:
     return {
         "responseType": type(response).__name__,
-        "globals": sorted(p.optional_dict(ctx.params, "parameters")),
+        "globals": sorted(ctx.request_as(CodeBody).parameters),
     }
 
 

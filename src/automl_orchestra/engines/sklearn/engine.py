@@ -9,7 +9,7 @@ from typing import Any
 
 from automl_orchestra.contracts import catalog
 from automl_orchestra.contracts.errors import StepError
-from automl_orchestra.engines.core import params as p
+from automl_orchestra.contracts.parameters import ExploreToolBody
 from automl_orchestra.engines.core.base import StepContext, StepResult
 from automl_orchestra.engines.core.calls import (
     MethodEngine,
@@ -41,10 +41,11 @@ class ScikitLearnEngine(MethodEngine):
         a class method, ``{"parentName": "model", "method": ...}`` a method of that step's object.
         """
         _headless_matplotlib(ctx)
-        if ctx.params.get("parentName"):
-            result = call_on_parent(ctx, p.require_str(ctx.params, "method")).result
+        request = ctx.request_as(ExploreToolBody)
+        if request.parentName:
+            result = call_on_parent(ctx, request.method).result
         else:
-            result = _call_function(ctx, self.allowed_modules)
+            result = _call_function(ctx, request, self.allowed_modules)
         figure = _figure_of(result)
         if figure is not None:
             figure.savefig(ctx.output_dir / PLOT_FILE, dpi=100, bbox_inches="tight")
@@ -57,10 +58,11 @@ class ScikitLearnEngine(MethodEngine):
         return StepResult(value=result, metadata={"type": type(result).__name__})
 
 
-def _call_function(ctx: StepContext, allowed: tuple[str, ...]) -> Any:
-    module_path = p.require_str(ctx.params, "modulePath")
-    method = p.require_str(ctx.params, "method")
-    class_name = p.optional_str(ctx.params, "class")
+def _call_function(ctx: StepContext, request: ExploreToolBody, allowed: tuple[str, ...]) -> Any:
+    """``modulePath.method(...)``, or the class method ``modulePath.class.method(...)``."""
+    module_path, method, class_name = request.modulePath, request.method, request.class_
+    if not module_path:
+        raise StepError("parameter 'modulePath' is required and must be a non-empty string")
     kwargs = method_kwargs(ctx)
     if class_name:
         owner = import_allowed(module_path, class_name, allowed)

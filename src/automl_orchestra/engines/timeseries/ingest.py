@@ -17,7 +17,7 @@ from pathlib import Path
 import pandas as pd
 
 from automl_orchestra.contracts.errors import StepError
-from automl_orchestra.engines.core import params as p
+from automl_orchestra.contracts.parameters import DatasetBody
 from automl_orchestra.engines.core.base import Engine, StepContext, StepResult
 from automl_orchestra.engines.core.sources import open_source
 
@@ -152,8 +152,9 @@ class TimeSeriesDataset(Engine):
     name = "timeseries"
 
     def dataset(self, ctx: StepContext) -> StepResult:
-        column_id = p.optional_str(ctx.params, "columnId", "id") or "id"
-        column_sort = p.optional_str(ctx.params, "columnSort", "time") or "time"
+        request = ctx.request_as(DatasetBody)
+        column_id = request.columnId or "id"
+        column_sort = request.columnSort or "time"
         with open_source(ctx) as source:
             if source.filename.lower().endswith(".ts"):
                 parsed = parse_ts(_lines(source.path))

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from automl_orchestra.contracts.errors import StepError
-from automl_orchestra.engines.core import params as p
+from automl_orchestra.contracts.parameters import MethodBody
 from automl_orchestra.engines.core.base import Engine, StepContext, StepResult
 from automl_orchestra.engines.core.calls import method_kwargs
 from automl_orchestra.engines.core.values import write_json
@@ -39,10 +39,11 @@ class TsfreshEngine(Engine):
     name = "tsfresh"
 
     def transform(self, ctx: StepContext) -> StepResult:
-        method = p.optional_str(ctx.params, "method", "extract_features") or "extract_features"
+        request = ctx.request_as(MethodBody)
+        method = request.method or "extract_features"
         if method not in METHODS:
             raise StepError(f"method {method!r} is not one of {list(METHODS)}")
-        frame = ctx.load_step(p.require_str(ctx.params, "parentName"))
+        frame = ctx.load_step(request.parentName)
         if not isinstance(frame, pd.DataFrame):
             raise StepError(f"parentName must be a dataset (table), not {type(frame).__name__}")
         kwargs = method_kwargs(ctx)
