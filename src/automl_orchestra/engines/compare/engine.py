@@ -27,7 +27,7 @@ import pandas as pd
 
 from automl_orchestra.contracts import catalog
 from automl_orchestra.contracts.outputs import OutputRef
-from automl_orchestra.engines.core import params as p
+from automl_orchestra.engines.compare.parameters import CompareBody
 from automl_orchestra.engines.core.base import (
     StepContext,
     StepError,
@@ -72,14 +72,14 @@ class CompareEngine(MethodEngine):
         return engine.load(ref.model_copy(update={"serializer": winner.get("serializer")}), local_dir)
 
     def automl(self, ctx: StepContext) -> StepResult:
-        target = p.require_str(ctx.params, "target")
-        task = p.optional_str(ctx.params, "task", "classification") or "classification"
-        holdout = _holdout(ctx)
+        request = ctx.request_as(CompareBody)
+        target, task = request.target, request.task
+        holdout = _holdout(ctx, request)
         if target not in holdout.columns:
             raise StepError(f"target {target!r} is not a column of the holdout rows")
-        metric = holdout_metric(p.optional_str(ctx.params, "metric", "auto") or "auto", task, holdout[target])
-        rows = [_score(ctx, candidate, holdout, target, task, metric) for candidate in _candidates(ctx)]
-        rows += [_skipped_row(engine, reason) for engine, reason in p.optional_dict(ctx.params, "skipped").items()]
+        metric = holdout_metric(request.metric, task, holdout[target])
+        rows = [_score(ctx, candidate, holdout, target, task, metric) for candidate in _candidates(request)]
+        rows += [_skipped_row(engine, reason) for engine, reason in (request.skipped or {}).items()]
         board = leaderboard(rows, metric)
         finished = board[board["status"] == "finished"]
         if finished.empty:
@@ -116,9 +116,11 @@ def holdout_metric(requested: str, task: str, target: pd.Series) -> str:
     return "roc_auc" if target.nunique() == 2 else "accuracy"
 
 
-def _holdout(ctx: StepContext) -> pd.DataFrame:
-    reference = p.require_str(ctx.params, "holdoutData")
-    step = reference.lstrip("$").split(".")[0]
+def _holdout(ctx: StepContext, request: CompareBody) -> pd.DataFrame:
+    # Set by the server when it expands the comparison; a body without it was not made by the API.
+    if not request.holdoutData:
+        raise StepError("parameter 'holdoutData' is required: the '$step' of the holdout rows (set by the server)")
+    step = request.holdoutData.lstrip("$").split(".")[0]
     if step not in ctx.job.inputs:
         state = ctx.job.input_states.get(step, {})
         raise StepError(f"the holdout rows ({step!r}) are not available: {state.get('reason') or state.get('status')}")
@@ -128,11 +130,10 @@ def _holdout(ctx: StepContext) -> pd.DataFrame:
     return frame
 
 
-def _candidates(ctx: StepContext) -> list[Candidate]:
-    candidates = p.optional_dict(ctx.params, "candidates")
-    if not candidates:
+def _candidates(request: CompareBody) -> list[Candidate]:
+    if not request.candidates:
         raise StepError("parameter 'candidates' (engine -> '$step') is empty: nothing to compare")
-    return [Candidate(engine, str(ref).lstrip("$")) for engine, ref in candidates.items()]
+    return [Candidate(engine, ref.lstrip("$")) for engine, ref in request.candidates.items()]
 
 
 def _score(

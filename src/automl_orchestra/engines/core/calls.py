@@ -15,7 +15,7 @@ import importlib
 import inspect
 import numbers
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -251,12 +251,17 @@ def method_request(ctx: StepContext) -> MethodBody | ExploreToolBody:
     return request
 
 
-def call_on_parent(ctx: StepContext, default_method: str) -> MethodCall:
-    """Call ``method`` (or ``default_method``) with ``methodParameters`` on the ``parentName`` object."""
+def call_on_parent(
+    ctx: StepContext, default_method: str, defaults: Mapping[str, Mapping[str, Any]] | None = None
+) -> MethodCall:
+    """Call ``method`` (or ``default_method``) with ``methodParameters`` on the ``parentName`` object;
+    ``defaults[method]`` fills arguments the user did not give (an engine's quiet or safe settings)."""
     request = method_request(ctx)
     target = ctx.load_step(parent_name(request))
     method = request.method or default_method
     kwargs = method_kwargs(ctx)
+    for key, value in (defaults or {}).get(method, {}).items():
+        kwargs.setdefault(key, value)
     print(f"calling {type(target).__name__}.{method}({', '.join(kwargs)})", flush=True)
     return MethodCall(target, method, kwargs, call_method(target, method, kwargs))
 

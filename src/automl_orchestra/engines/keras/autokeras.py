@@ -39,7 +39,7 @@ import pandas as pd
 from automl_orchestra.contracts import catalog
 from automl_orchestra.contracts.errors import StepError
 from automl_orchestra.contracts.outputs import SUMMARY_FILE, OutputRef
-from automl_orchestra.engines.core import params as p
+from automl_orchestra.contracts.parameters import ExploreToolBody, MethodBody, ModelBody
 from automl_orchestra.engines.core.automl import AutoMLRequest, bounded_budget
 from automl_orchestra.engines.core.base import StepContext, StepResult
 from automl_orchestra.engines.core.calls import MethodEngine, call_on_parent, import_allowed, method_kwargs
@@ -57,6 +57,7 @@ from automl_orchestra.engines.keras.keras import (
     model_facts,
     save_keras_model,
 )
+from automl_orchestra.engines.keras.parameters import AutoKerasBody
 
 SPEC_FILE = "spec.json"
 PIPELINE_FILE = "pipeline.json"
@@ -240,9 +241,9 @@ class AutoKerasEngine(MethodEngine):
 
     def model(self, ctx: StepContext) -> StepResult:
         import_autokeras(ctx.cpus)
-        module_path = p.optional_str(ctx.params, "modulePath", self.default_module) or "autokeras"
-        class_name = p.optional_str(ctx.params, "class", self.default_class) or "ImageClassifier"
-        parameters = ctx.resolve(p.optional_dict(ctx.params, "classParameters"))
+        request = ctx.request_as(ModelBody)
+        module_path, class_name = request.modulePath, request.class_
+        parameters = ctx.resolve(dict(request.classParameters))
         reserved = sorted(RESERVED_PARAMETERS & set(parameters))
         if reserved:
             raise StepError(f"classParameters {reserved} are set by the step (its project lives in its work dir)")
@@ -255,9 +256,9 @@ class AutoKerasEngine(MethodEngine):
         return StepResult(value=spec, metadata=metadata)
 
     def train(self, ctx: StepContext) -> StepResult:
-        spec = ctx.load_step(p.require_str(ctx.params, "parentName"))
-        method = p.optional_str(ctx.params, "method") or "fit"
-        if not isinstance(spec, AutoKerasSpec) or method != "fit":
+        request = ctx.request_as(MethodBody)
+        spec = ctx.load_step(request.parentName)
+        if not isinstance(spec, AutoKerasSpec) or (request.method or "fit") != "fit":
             return self._fit(ctx)  # a method of a searched model (or another object): plain reflection
         kwargs = method_kwargs(ctx)
         refused = sorted(FIT_KEYS_REFUSED & set(kwargs))
@@ -282,13 +283,15 @@ class AutoKerasEngine(MethodEngine):
         return StepResult(value=call.result, metadata={"method": call.method}, metrics=scores)
 
     def explore(self, ctx: StepContext) -> StepResult:
-        """``summary`` (default): the trial table and best architecture; ``export``: the best model as
+        """``method`` ``summary``: the trial table and best architecture; ``export``: the best model as
         ``model.keras`` and ``model.onnx`` artifacts of this step."""
         import_autokeras(ctx.cpus)
-        target = ctx.load_step(p.require_str(ctx.params, "parentName"))
+        request = ctx.request_as(ExploreToolBody)
+        # parentName is optional in the explore family (other tools explore a module): here it is needed.
+        target = ctx.load_step(request.parentName) if request.parentName else None
         if not isinstance(target, AutoKerasModel):
             raise StepError("explore/autokeras needs a trained AutoKeras step as parentName")
-        method = p.optional_str(ctx.params, "method") or "summary"
+        method = request.method
         if method == "export":
             target.model.save(ctx.output_dir / MODEL_FILE)
             onnx = export_onnx(target.model, ctx.output_dir)
@@ -736,25 +739,19 @@ def _reporter(emit: Callable[[dict[str, Any]], None]) -> Any:
 
 
 class AutoKerasRequest(AutoMLRequest):
-    """The ``automl/autokeras`` body, validated."""
+    """The ``automl/autokeras`` request: the shared AutoML fields and AutoKeras' own (``AutoKerasBody``)."""
 
     def __init__(self, ctx: StepContext) -> None:
         super().__init__(ctx)
-        params = ctx.params
-        self.max_trials = p.optional_int(params, "maxTrials", 3, minimum=1, maximum=1000)
-        self.epochs = p.optional_int(params, "epochs", 10, minimum=1, maximum=10_000)
-        shape = params.get("imageShape")
-        if shape is not None and (not isinstance(shape, list) or not all(isinstance(n, int) and n > 0 for n in shape)):
-            raise StepError("imageShape must be a list of positive integers, e.g. [28, 28] or [32, 32, 3]")
-        self.image_shape: list[int] | None = shape
-        self.input_key = p.optional_str(params, "inputKey")
-        self.validation = p.optional_number(params, "validationSplit", 0.1, minimum=0.01)
-        if self.validation >= 0.9:
-            raise StepError("validationSplit must be below 0.9")
-        self.refit = p.optional_bool(params, "refit", True)
-        self.batch_size: int | None = p.optional_int(params, "batchSize", 0, minimum=1, maximum=65_536) or None
-        timeout = params.get("trialTimeout")
-        self.trial_timeout = float(timeout) if isinstance(timeout, int | float) and timeout > 0 else None
+        body = ctx.request_as(AutoKerasBody)
+        self.max_trials = body.maxTrials
+        self.epochs = body.epochs
+        self.image_shape = body.imageShape
+        self.input_key = body.inputKey
+        self.validation = body.validationSplit
+        self.refit = body.refit
+        self.batch_size = body.batchSize
+        self.trial_timeout = body.trialTimeout
 
 
 def automl_data(ctx: StepContext, settings: AutoKerasRequest) -> tuple[np.ndarray, np.ndarray, str, list[str] | None]:

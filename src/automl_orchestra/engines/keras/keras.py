@@ -25,14 +25,27 @@ import numpy as np
 from automl_orchestra.contracts import catalog
 from automl_orchestra.contracts.errors import StepError
 from automl_orchestra.contracts.outputs import SUMMARY_FILE, OutputRef
-from automl_orchestra.engines.core import params as p
+from automl_orchestra.contracts.parameters import ModelBody
 from automl_orchestra.engines.core.base import StepContext, StepResult
-from automl_orchestra.engines.core.calls import MethodEngine, call_on_parent, import_allowed, qualified_name
+from automl_orchestra.engines.core.calls import (
+    MethodCall,
+    MethodEngine,
+    call_on_parent,
+    import_allowed,
+    qualified_name,
+)
 from automl_orchestra.engines.core.values import load_value, readable_json, save_value, write_json
 
 MODEL_FILE = "model.keras"
 ONNX_FILE = "model.onnx"
 CODE_PREFIX = "#"
+# Keras' progress bar floods a log file: one line per epoch for fit, none for predict/evaluate; and evaluate
+# answers with named metrics. Defaults only: the request's methodParameters win.
+QUIET_DEFAULTS: dict[str, dict[str, Any]] = {
+    "fit": {"verbose": 2},
+    "predict": {"verbose": 0},
+    "evaluate": {"verbose": 0, "return_dict": True},
+}
 
 
 def import_keras(cpus: int | None = None) -> Any:
@@ -186,10 +199,10 @@ class KerasEngine(MethodEngine):
 
     def model(self, ctx: StepContext) -> StepResult:
         keras = import_keras(ctx.cpus)
-        module_path = p.optional_str(ctx.params, "modulePath", self.default_module) or "keras"
-        class_name = p.optional_str(ctx.params, "class", self.default_class) or "Sequential"
+        request = ctx.request_as(ModelBody)
+        module_path, class_name = request.modulePath, request.class_
         factory = import_allowed(module_path, class_name, self.allowed_modules)
-        raw = p.optional_dict(ctx.params, "classParameters")
+        raw = request.classParameters
         kwargs = evaluate_expressions(ctx.resolve(raw), expression_namespace())
         try:
             model = factory(**kwargs)
@@ -204,8 +217,7 @@ class KerasEngine(MethodEngine):
 
     def _fit(self, ctx: StepContext) -> StepResult:
         import_keras(ctx.cpus)
-        _quiet(ctx, "fit")
-        call = call_on_parent(ctx, "fit")
+        call = _quiet_call(ctx, "fit")
         metadata: dict[str, Any] = {"class": qualified_name(call.target), "method": call.method}
         metrics: dict[str, Any] = {}
         history = getattr(call.result, "history", None)
@@ -218,14 +230,12 @@ class KerasEngine(MethodEngine):
 
     def predict(self, ctx: StepContext) -> StepResult:
         import_keras(ctx.cpus)
-        _quiet(ctx, "predict")
-        call = call_on_parent(ctx, "predict")
+        call = _quiet_call(ctx, "predict")
         return StepResult(value=np.asarray(call.result), metadata={"method": call.method})
 
     def evaluate(self, ctx: StepContext) -> StepResult:
         import_keras(ctx.cpus)
-        _quiet(ctx, "evaluate")
-        call = call_on_parent(ctx, "evaluate")
+        call = _quiet_call(ctx, "evaluate")
         scores = {str(k): float(v) for k, v in dict(call.result).items()} if isinstance(call.result, dict) else {}
         return StepResult(value=scores or call.result, metadata={"method": call.method}, metrics=scores)
 
@@ -241,13 +251,6 @@ class KerasEngine(MethodEngine):
         return load_value(ref, local_dir)
 
 
-def _quiet(ctx: StepContext, default_method: str) -> None:
-    """Keras' progress bar floods a log file: one line per epoch for fit, none for predict/evaluate; and
-    ``evaluate`` answers with named metrics."""
-    method = p.optional_str(ctx.params, "method") or default_method
-    given = dict(p.optional_dict(ctx.params, "methodParameters"))
-    if method in ("fit", "predict", "evaluate"):
-        given.setdefault("verbose", 2 if method == "fit" else 0)
-    if method == "evaluate":
-        given.setdefault("return_dict", True)
-    ctx.params["methodParameters"] = given
+def _quiet_call(ctx: StepContext, default_method: str) -> MethodCall:
+    """``call_on_parent`` with Keras' quiet defaults (``QUIET_DEFAULTS``) for arguments the user left out."""
+    return call_on_parent(ctx, default_method, QUIET_DEFAULTS)

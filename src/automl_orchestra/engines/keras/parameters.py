@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from automl_orchestra.contracts.parameters import AutoMLBody
 
@@ -36,3 +36,11 @@ class AutoKerasBody(AutoMLBody):
     imageShape: list[int] | None = Field(
         default=None, min_length=2, max_length=3, description="flat pixel columns as images, e.g. [28, 28]"
     )
+
+    @field_validator("imageShape")
+    @classmethod
+    def _positive(cls, value: list[int] | None) -> list[int] | None:
+        # A validator, not a constrained item type: the OpenAPI document stays as it is.
+        if value is not None and any(size <= 0 for size in value):
+            raise ValueError("imageShape must be a list of positive integers, e.g. [28, 28] or [32, 32, 3]")
+        return value

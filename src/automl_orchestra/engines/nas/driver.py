@@ -19,10 +19,18 @@ import pandas as pd
 
 from automl_orchestra.client import Client, NotFoundError
 from automl_orchestra.contracts.errors import StepError
-from automl_orchestra.engines.core import params as p
+from automl_orchestra.contracts.parameters import StepBody
 from automl_orchestra.engines.core.base import StepContext, StepResult
+from automl_orchestra.engines.nas.parameters import (
+    NasControl,
+    NasEvaluateBody,
+    NasGenerateBody,
+    NasSearchBody,
+    NasSpaceBody,
+    NasTrainBody,
+)
 from automl_orchestra.nas import generators
-from automl_orchestra.nas.data import DataError, DataSettings, load
+from automl_orchestra.nas.data import DataError, load
 from automl_orchestra.nas.space import SearchSpace
 
 PHASES = ("generate", "train", "evaluate")
@@ -30,47 +38,15 @@ PLOT_FILE = "comparison.png"
 MAX_NAME = 128
 
 
-@dataclass
-class SearchRequest:
-    parent: str
-    generators: list[str]
-    trials: int
-    time_budget: float
-    seed: int
-    control: dict[str, Any]
-    constraints: dict[str, Any]
-    generator_options: dict[str, Any]
-    child_limits: dict[str, Any]
-    data: DataSettings
-
-    @classmethod
-    def from_context(cls, ctx: StepContext) -> SearchRequest:
-        params = ctx.params
-        names = p.optional_str_list(params, "generators") or ["random", "evolution"]
-        known = generators.available()
-        unknown = [name for name in names if name not in known]
-        if unknown:
-            raise StepError(f"unknown generator(s) {unknown}; available: {sorted(known)}")
-        shape = params.get("inputShape")
-        return cls(
-            parent=p.require_str(params, "parentName"),
-            generators=names,
-            trials=p.optional_int(params, "trials", 10),
-            time_budget=p.optional_number(params, "timeBudget", 600.0, minimum=1.0),
-            seed=p.optional_int(params, "seed", 1),
-            control=p.optional_dict(params, "control"),
-            constraints=p.optional_dict(params, "constraints"),
-            generator_options=p.optional_dict(params, "generatorOptions"),
-            child_limits=p.optional_dict(params, "childLimits"),
-            data=DataSettings(
-                target=p.optional_str(params, "target"),
-                input_shape=tuple(int(v) for v in shape) if shape else None,
-                test_size=p.optional_number(params, "testSize", 0.2, minimum=0.01),
-                validation_size=p.optional_number(params, "validationSize", 0.1, minimum=0.0),
-                max_rows=p.optional_int(params, "maxRows", 0) or None,
-                seed=p.optional_int(params, "seed", 1),
-            ),
-        )
+def search_request(ctx: StepContext) -> NasSearchBody:
+    """The ``automl/nas`` request; its generators must be installed in this worker's environment (the API
+    checks only their names' shape)."""
+    request = ctx.request_as(NasSearchBody)
+    known = generators.available()
+    unknown = [name for name in request.generators if name not in known]
+    if unknown:
+        raise StepError(f"unknown generator(s) {unknown}; available: {sorted(known)}")
+    return request
 
 
 @dataclass
@@ -111,7 +87,7 @@ class TrialRecord:
 
 
 def run_search(ctx: StepContext) -> StepResult:
-    request = SearchRequest.from_context(ctx)
+    request = search_request(ctx)
     driver = ctx.job.step_name
     if not ctx.job.api_url:
         raise StepError("automl/nas creates its trials as steps through the API, but this job carries no API URL")
@@ -125,17 +101,17 @@ def run_search(ctx: StepContext) -> StepResult:
     return _result(ctx, request, records)
 
 
-def _space(ctx: StepContext, request: SearchRequest) -> SearchSpace:
+def _space(ctx: StepContext, request: NasSearchBody) -> SearchSpace:
     """Input shape and classes from the data, control parameters from the request (fixed for all)."""
     try:
-        split = load(ctx.load_step(request.parent), request.data)
+        split = load(ctx.load_step(request.parentName), request.data_settings())
     except DataError as exc:
         raise StepError(str(exc)) from exc
     kind = "image" if len(split.input_shape) == 3 else "tabular"
-    return SearchSpace(kind, split.input_shape, len(split.classes), dict(request.control))
+    return SearchSpace(kind, split.input_shape, len(split.classes), request.control.model_dump(exclude_none=True))
 
 
-def _round_robin(client: Client, ctx: StepContext, request: SearchRequest, space: SearchSpace) -> list[TrialRecord]:
+def _round_robin(client: Client, ctx: StepContext, request: NasSearchBody, space: SearchSpace) -> list[TrialRecord]:
     """Trial 1 of every generator, then trial 2... Each generator is charged only its own trials' time, so
     none pays for waiting on another, and a cold start (a worker importing PyTorch) is not always charged
     to the first generator's whole search."""
@@ -144,7 +120,7 @@ def _round_robin(client: Client, ctx: StepContext, request: SearchRequest, space
     history: dict[str, list[TrialRecord]] = {name: [] for name in request.generators}
     total = request.trials * len(request.generators)
     for trial in range(1, request.trials + 1):
-        active = [name for name in request.generators if spent[name] < request.time_budget]
+        active = [name for name in request.generators if spent[name] < request.timeBudget]
         for name in request.generators:
             if name not in active and len(history[name]) == trial - 1:
                 print(f"{name}: time budget spent after {trial - 1} trial(s)", flush=True)
@@ -154,7 +130,7 @@ def _round_robin(client: Client, ctx: StepContext, request: SearchRequest, space
             steps = {phase: _child(driver, name, trial, phase) for phase in PHASES}
             record = TrialRecord(name, trial, steps, spent[name])
             started = time.monotonic()
-            remaining = request.time_budget - spent[name]
+            remaining = request.timeBudget - spent[name]
             _run_trial(client, driver, request, space, record, history[name], remaining=remaining)
             spent[name] += time.monotonic() - started
             record.elapsed_s = spent[name]
@@ -167,37 +143,17 @@ def _round_robin(client: Client, ctx: StepContext, request: SearchRequest, space
 def _run_trial(
     client: Client,
     driver: str,
-    request: SearchRequest,
+    request: NasSearchBody,
     space: SearchSpace,
     record: TrialRecord,
     history: list[TrialRecord],
     remaining: float,
 ) -> None:
     """generate -> train -> evaluate as three child steps; a failed child ends the trial with its reason."""
-    driver_fields = {"drivenBy": driver, "limits": request.child_limits}
-    data_ref = f"${request.parent}"
-    bodies = {
-        "generate": {
-            "generator": record.generator,
-            "space": {"kind": space.kind, "inputShape": list(space.input_shape), "classes": space.classes,
-                      "control": space.control},
-            "history": [{"genome": r.genome, "score": r.score} for r in history if r.genome],
-            "seed": request.seed,
-            "options": request.generator_options.get(record.generator, {}),
-            "constraints": request.constraints,
-        },
-        "train": {
-            "spec": f"${record.steps['generate']}.spec",
-            "data": data_ref,
-            **_data_fields(request.data),
-            "constraints": request.constraints,
-            "control": {"maxSeconds": max(1.0, remaining)},
-        },
-        "evaluate": {"parentName": record.steps["train"], "data": data_ref, "constraints": request.constraints},
-    }  # fmt: skip
+    bodies = _child_bodies(driver, request, space, record, history, remaining)
     for phase in PHASES:
         name = record.steps[phase]
-        client.create_step("nas", phase, {"name": name, **bodies[phase], **driver_fields})
+        client.create_step("nas", phase, bodies[phase].model_dump(mode="json", exclude_none=True))
         document = client.wait(name, raise_on_failure=False)
         if document["status"] != "finished":
             record.status = "failed"
@@ -210,17 +166,45 @@ def _run_trial(
             record.metrics = document.get("metrics") or {}
 
 
-def _data_fields(settings: DataSettings) -> dict[str, Any]:
-    data = settings.to_json()
-    fields = {
-        "target": data["target"],
-        "inputShape": data["inputShape"],
-        "testSize": data["testSize"],
-        "validationSize": data["validationSize"],
-        "maxRows": data["maxRows"],
-        "seed": data["seed"],
+def _child_bodies(
+    driver: str,
+    request: NasSearchBody,
+    space: SearchSpace,
+    record: TrialRecord,
+    history: list[TrialRecord],
+    remaining: float,
+) -> dict[str, StepBody]:
+    """The requests of one trial's child steps, built with their own models (so a body the API would refuse
+    fails here, naming the field). Every generator gets the same space, data, split and constraints."""
+    steps, data_ref = record.steps, f"${request.parentName}"
+    lineage: dict[str, Any] = {"drivenBy": driver, "limits": request.childLimits}
+    space_body = NasSpaceBody(
+        kind=space.kind, inputShape=list(space.input_shape), classes=space.classes, control=request.control
+    )
+    return {
+        "generate": NasGenerateBody(
+            name=steps["generate"],
+            generator=record.generator,
+            space=space_body,
+            history=[{"genome": r.genome, "score": r.score} for r in history if r.genome],
+            seed=request.seed,
+            options=request.generatorOptions.get(record.generator, {}),
+            constraints=request.constraints,
+            **lineage,
+        ),
+        "train": NasTrainBody(
+            name=steps["train"],
+            spec=f"${steps['generate']}.spec",
+            data=data_ref,
+            constraints=request.constraints,
+            control=NasControl(maxSeconds=max(1.0, remaining)),  # the generator's budget left bounds training
+            **request.data_fields(),
+            **lineage,
+        ),
+        "evaluate": NasEvaluateBody(
+            name=steps["evaluate"], parentName=steps["train"], data=data_ref, constraints=request.constraints, **lineage
+        ),
     }
-    return {key: value for key, value in fields.items() if value is not None}
 
 
 def _child(driver: str, generator: str, trial: int, phase: str) -> str:
@@ -236,7 +220,7 @@ def _remove_previous_children(client: Client, driver: str) -> None:
             client.delete(child, cascade=True)
 
 
-def _result(ctx: StepContext, request: SearchRequest, records: list[TrialRecord]) -> StepResult:
+def _result(ctx: StepContext, request: NasSearchBody, records: list[TrialRecord]) -> StepResult:
     from automl_orchestra.nas.report import comparison_table, plot_accuracy_over_time
 
     board = pd.DataFrame([r.row() for r in records])

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator
 
 from automl_orchestra.contracts.parameters import Limits, StepBody
+
+if TYPE_CHECKING:
+    from automl_orchestra.nas.constraints import Constraints
+    from automl_orchestra.nas.data import DataSettings
 
 
 class NasControl(BaseModel):
@@ -35,6 +39,18 @@ class NasConstraints(BaseModel):
     mode: Literal["reject", "penalize"] = "reject"
     penalty: float = Field(default=1.0, ge=0, description="penalize mode: score lost per 100 % over a limit")
 
+    def checker(self) -> Constraints:
+        """The NAS library's constraints (imported here, so the API that validates bodies never loads it)."""
+        from automl_orchestra.nas.constraints import Constraints
+
+        limits = {
+            "maxParameters": self.maxParameters,
+            "maxMultiplyAdds": self.maxMultiplyAdds,
+            "maxLatencyMs": self.maxLatencyMs,
+        }
+        given = {name: float(value) for name, value in limits.items() if value is not None}
+        return Constraints(given, self.mode, self.penalty)
+
 
 class NasDataFields(StepBody):
     """How a NAS step reads and splits its data (the same settings give the same split everywhere)."""
@@ -47,6 +63,23 @@ class NasDataFields(StepBody):
     validationSize: float = Field(default=0.1, ge=0, lt=1)
     maxRows: int | None = Field(default=None, ge=4, description="use a seeded random subset of this many rows")
     seed: int = 1
+
+    def data_fields(self) -> dict[str, Any]:
+        """These settings as request fields, to hand the same data and split to another NAS step."""
+        return {name: getattr(self, name) for name in NasDataFields.model_fields if name not in StepBody.model_fields}
+
+    def data_settings(self) -> DataSettings:
+        """The NAS library's data settings (imported here, so the API that validates bodies never loads it)."""
+        from automl_orchestra.nas.data import DataSettings
+
+        return DataSettings(
+            target=self.target,
+            input_shape=tuple(self.inputShape) if self.inputShape else None,
+            test_size=self.testSize,
+            validation_size=self.validationSize,
+            max_rows=self.maxRows,
+            seed=self.seed,
+        )
 
 
 class NasSpaceBody(BaseModel):

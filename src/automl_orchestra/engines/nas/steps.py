@@ -20,8 +20,8 @@ import random
 from typing import TYPE_CHECKING, Any
 
 from automl_orchestra.contracts.errors import StepError
-from automl_orchestra.engines.core import params as p
 from automl_orchestra.engines.core.base import Engine, StepContext, StepResult
+from automl_orchestra.engines.nas.parameters import NasConstraints, NasEvaluateBody, NasGenerateBody, NasTrainBody
 from automl_orchestra.nas.constraints import Constraints
 from automl_orchestra.nas.data import DataError, DataSettings, Split
 from automl_orchestra.nas.network import TrainedNetwork
@@ -44,20 +44,17 @@ class NasGenerate(Engine):
         from automl_orchestra.nas import generators
         from automl_orchestra.nas.space import SearchSpace
 
-        params = ctx.params
-        name = p.optional_str(params, "generator", "random") or "random"
+        request = ctx.request_as(NasGenerateBody)
+        name = request.generator
         try:
-            space = SearchSpace.from_json(p.optional_dict(params, "space"))
-            history = [generators.Trial.from_json(item) for item in params.get("history") or []]
-            generator = generators.create(name, p.optional_dict(params, "options"))
+            # The library reads the space and the history in their JSON form (the form it stores them in).
+            space = SearchSpace.from_json(request.space.model_dump(exclude_none=True))
+            history = [generators.Trial.from_json(item) for item in request.history]
+            generator = generators.create(name, request.options)
         except (KeyError, TypeError, ValueError) as exc:
             raise StepError(f"nas/generate: {exc}") from exc
-        try:
-            constraints = Constraints.from_json(p.optional_dict(params, "constraints") or None)
-        except ValueError as exc:
-            raise StepError(str(exc)) from exc
-        seed = p.optional_int(params, "seed", 1)
-        rng = random.Random(seed * 100_003 + len(history))  # reproducible per (seed, trial number)
+        constraints = (request.constraints or NasConstraints()).checker()
+        rng = random.Random(request.seed * 100_003 + len(history))  # reproducible per (seed, trial number)
         spec, genome, redraws = _propose(generator, space, history, rng, constraints)
         metadata = {"generator": name, "trial": len(history) + 1, "layers": len(spec["layers"]), "redraws": redraws}
         return StepResult(value={"spec": spec, "genome": genome, "generator": name}, metadata=metadata)
@@ -73,9 +70,11 @@ class NasTrain(Engine):
         from automl_orchestra.nas.torch_model import build, device
 
         torch.set_num_threads(ctx.cpus)
-        spec, constraints = _train_request(ctx)
-        settings = _data_settings(ctx.params)
-        split = _load_split(ctx, settings)
+        request = ctx.request_as(NasTrainBody)
+        spec = _train_spec(ctx, request)
+        constraints = request.constraints.checker()
+        settings = request.data_settings()
+        split = _load_split(ctx, request.data, settings)
         _check_fit(spec, split)
         module = build(spec).to(device())
         measured = {
@@ -112,17 +111,18 @@ class NasEvaluate(Engine):
         from automl_orchestra.nas.torch_model import device
 
         torch.set_num_threads(ctx.cpus)
-        parent = p.require_str(ctx.params, "parentName")
-        network = ctx.load_step(parent)
+        request = ctx.request_as(NasEvaluateBody)
+        network = ctx.load_step(request.parentName)
         if not isinstance(network, TrainedNetwork):
-            raise StepError(f"step {parent!r} is not a nas/train step (it holds {type(network).__name__})")
-        constraints = Constraints.from_json(p.optional_dict(ctx.params, "constraints") or None)
+            raise StepError(f"step {request.parentName!r} is not a nas/train step (it holds {type(network).__name__})")
+        constraints = (request.constraints or NasConstraints()).checker()
         measured = dict(network.instrumentation)
         if network.rejected:
             metrics = {"accuracy": None, "score": 0.0, "rejected": 1, **_numbers(measured)}
             value = {**metrics, "reason": network.rejected}
             return StepResult(value=value, metadata={"rejected": network.rejected}, metrics=metrics)
-        split = _load_split(ctx, DataSettings.from_json(network.data))
+        # The split the network trained on: its stored settings, so the test rows are the same ones.
+        split = _load_split(ctx, request.data, DataSettings.from_json(network.data))
         module = trainer.restore(network)
         tested = _test_metrics(ctx, module, split)
         measured["latencyMsPerSample"] = instrument.latency_ms_per_sample(module, split.input_shape, device())
@@ -179,13 +179,13 @@ def _over_static_limits(spec: dict[str, Any], constraints: Constraints) -> bool:
     return bool(constraints.violations({"parameters": counts.parameters, "multiplyAdds": counts.multiply_adds}))
 
 
-def _train_request(ctx: StepContext) -> tuple[dict[str, Any], Constraints]:
-    """The validated spec (request-level control parameters applied) and the constraints."""
+def _train_spec(ctx: StepContext, request: NasTrainBody) -> dict[str, Any]:
+    """The validated spec (a reference resolved, request-level control parameters applied)."""
     from automl_orchestra.nas.spec import SpecError, validate
 
+    control = request.control.model_dump(exclude_none=True)  # only the given ones override the spec's
     try:
-        spec = validate(_with_control(ctx.resolve(ctx.params.get("spec")), p.optional_dict(ctx.params, "control")))
-        return spec, Constraints.from_json(p.optional_dict(ctx.params, "constraints"))
+        return validate(_with_control(ctx.resolve(request.spec), control))
     except (SpecError, ValueError) as exc:
         raise StepError(str(exc)) from exc
 
@@ -224,25 +224,12 @@ def _with_control(spec: Any, control: dict[str, Any]) -> Any:
     return {**spec, "control": {**(spec.get("control") or {}), **control}} if control else spec
 
 
-def _data_settings(params: dict[str, Any]) -> DataSettings:
-    shape = params.get("inputShape")
-    return DataSettings(
-        target=p.optional_str(params, "target"),
-        input_shape=tuple(int(v) for v in shape) if shape else None,
-        test_size=p.optional_number(params, "testSize", 0.2, minimum=0.01),
-        validation_size=p.optional_number(params, "validationSize", 0.1, minimum=0.0),
-        max_rows=p.optional_int(params, "maxRows", 0) or None,
-        seed=p.optional_int(params, "seed", 1),
-    )
-
-
-def _load_split(ctx: StepContext, settings: DataSettings) -> Split:
+def _load_split(ctx: StepContext, data: str, settings: DataSettings) -> Split:
+    """The split of ``data`` (a ``"$step"`` reference, required by the request model)."""
     from automl_orchestra.nas.data import load
 
-    if "data" not in ctx.params:
-        raise StepError("'data' is required: a reference to the dataset step, e.g. \"$digits\"")
     try:
-        return load(ctx.resolve(ctx.params["data"]), settings)
+        return load(ctx.resolve(data), settings)
     except DataError as exc:
         raise StepError(str(exc)) from exc
 
