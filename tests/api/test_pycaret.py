@@ -189,7 +189,7 @@ def test_automl_pycaret_excludes_identifiers_and_predicts(
     predict = {"name": "pc_auto_pred", "parentName": "pc_auto", "methodParameters": {"X": "$pc_test"}}
     run(pycaret_server, http, "/predict/pycaret", predict)
     rows = content(http, "/predict/pycaret/pc_auto_pred", limit=100)[1:]
-    assert len(rows) == 80 and set(rows[0]) == {"Survived"}
+    assert len(rows) == 80 and set(rows[0]) == {"prediction"}  # one shape for every engine
 
 
 def test_automl_pycaret_stops_a_model_at_the_budget_and_keeps_the_finished_ones(
@@ -216,7 +216,7 @@ def test_automl_pycaret_stops_a_model_at_the_budget_and_keeps_the_finished_ones(
     predict = {"name": "pc_unrefit_pred", "parentName": "pc_unrefit", "methodParameters": {"X": "$pc_wide"}}
     run(pycaret_server, http, "/predict/pycaret", predict)
     predicted = content(http, "/predict/pycaret/pc_unrefit_pred", limit=100)[1:]
-    assert len(predicted) == 100 and sum(row["label"] == y[i] for i, row in enumerate(predicted)) > 70
+    assert len(predicted) == 100 and sum(row["prediction"] == y[i] for i, row in enumerate(predicted)) > 70
 
 
 def test_regression_clustering_and_anomaly_experiments(

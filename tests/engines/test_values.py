@@ -124,3 +124,59 @@ def test_a_model_pickled_under_its_old_flat_module_still_loads(tmp_path: Path, m
 
     assert type(loaded) is FlamlModel
     assert loaded.feature_names == ["a", "b"] and loaded.target_name == "y"
+
+
+@pytest.mark.parametrize(
+    ("module", "old_name"),
+    [
+        ("automl_orchestra.engines.h2o.engine", "H2OBlueprint"),
+        ("automl_orchestra.engines.autogluon.engine", "AutoGluonBlueprint"),
+    ],
+)
+def test_a_model_spec_pickled_under_its_old_class_name_still_loads(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, module: str, old_name: str
+) -> None:
+    """``model/h2o`` and ``model/autogluon`` stored an ``H2OBlueprint`` / ``AutoGluonBlueprint``; both are
+    one ``ModelSpec`` now, and the old classes are gone from their modules."""
+    import dataclasses
+    import importlib
+
+    from automl_orchestra.engines.core.model import ModelSpec
+
+    old_module = importlib.import_module(module)
+    # Write the pickle the way the old version did: a dataclass of the same fields, under its old name.
+    old_class = dataclasses.make_dataclass(
+        old_name, [("module_path", str), ("class_name", str), ("kwargs", dict)], namespace={"__module__": module}
+    )
+    monkeypatch.setattr(old_module, old_name, old_class, raising=False)
+    ref = save_value(old_class("h2o.automl", "H2OAutoML", {"max_models": 3}), tmp_path)
+    monkeypatch.undo()
+    assert not hasattr(old_module, old_name)
+
+    loaded = load_value(ref, tmp_path)
+
+    assert type(loaded) is ModelSpec
+    assert loaded == ModelSpec("h2o.automl", "H2OAutoML", {"max_models": 3})
+
+
+def test_a_pycaret_model_pickled_before_the_shared_base_still_loads(tmp_path: Path) -> None:
+    """Before every automl model had one base, ``PycaretModel`` kept its columns as ``features`` (now the
+    method that reads them) and had no ``task``."""
+    from sklearn.pipeline import Pipeline
+
+    from automl_orchestra.engines.pycaret.engine import PycaretModel
+
+    frame = pd.DataFrame({"a": [0.0, 1.0, 2.0, 3.0], "b": [1.0, 0.0, 1.0, 0.0], "y": [0, 0, 1, 1]})
+    pipeline = Pipeline([("trained_model", LogisticRegression())]).fit(frame[["a", "b"]], frame["y"])
+    old = PycaretModel.__new__(PycaretModel)
+    old.__dict__.update(
+        {"pipeline": pipeline, "features": ["a", "b"], "dtypes": dict(frame[["a", "b"]].dtypes), "target_name": "y"}
+    )
+    ref = save_value(old, tmp_path)
+
+    loaded = load_value(ref, tmp_path)
+
+    assert loaded.feature_names == ["a", "b"] and loaded.task == "classification"
+    assert list(loaded.predict(frame)) == list(pipeline.predict(frame[["a", "b"]]))
+    assert loaded.score(frame, frame["y"]) == pipeline.score(frame[["a", "b"]], frame["y"])
+    assert repr(loaded) == "PycaretModel(model='LogisticRegression', task='classification', target='y', features=2)"

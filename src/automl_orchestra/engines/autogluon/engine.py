@@ -12,7 +12,6 @@ process group accounting (``options: {"ag_args_ensemble": {...}}`` overrides it)
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +22,7 @@ from automl_orchestra.contracts import catalog
 from automl_orchestra.contracts.errors import StepError
 from automl_orchestra.contracts.outputs import OutputRef
 from automl_orchestra.engines.core import params as p
-from automl_orchestra.engines.core.automl import AutoMLRequest, TaskModel, training_data
+from automl_orchestra.engines.core.automl import AutoMLEngine, AutoMLRequest, SearchOutcome, TrainingData
 from automl_orchestra.engines.core.base import StepContext, StepResult
 from automl_orchestra.engines.core.calls import (
     MethodEngine,
@@ -33,6 +32,7 @@ from automl_orchestra.engines.core.calls import (
     import_allowed,
     method_kwargs,
 )
+from automl_orchestra.engines.core.model import AutoMLModel, ModelSpec
 
 PREDICTOR_DIR = "predictor"
 # Our metric names that AutoGluon spells differently; every other name is passed as is.
@@ -51,11 +51,8 @@ def gpu_count(ctx: StepContext) -> int | str:
     return math.ceil(gpus) if gpus > 0 else "auto"
 
 
-class AutoGluonModel(TaskModel):
-    """A trained ``TabularPredictor`` stored in the step's output, loaded lazily.
-
-    ``predict`` accepts the table the step trained on (the target and other columns may be there).
-    """
+class AutoGluonModel(AutoMLModel):
+    """A trained ``TabularPredictor`` stored in the step's output, loaded lazily."""
 
     def __init__(
         self,
@@ -76,10 +73,6 @@ class AutoGluonModel(TaskModel):
     def __getstate__(self) -> dict[str, Any]:
         return {**self.__dict__, "_predictor": None}
 
-    @property
-    def classes_(self) -> np.ndarray:
-        return np.asarray(self.classes)
-
     def __sklearn_is_fitted__(self) -> bool:
         return bool(self.best_model)
 
@@ -95,145 +88,23 @@ class AutoGluonModel(TaskModel):
             )
         return self._predictor
 
-    def features(self, X: Any) -> pd.DataFrame:
-        if not isinstance(X, pd.DataFrame):
-            X = pd.DataFrame(np.asarray(X), columns=self.feature_names)
-        missing = [name for name in self.feature_names if name not in X.columns]
-        if missing:
-            raise StepError(f"the data lacks the model's feature column(s) {missing[:10]}")
-        return X[self.feature_names].reset_index(drop=True)
+    def predict_features(self, features: Any, **kwargs: Any) -> np.ndarray:
+        return np.asarray(self.predictor.predict(features, **kwargs))
 
-    def predict(self, X: Any) -> np.ndarray:
-        return np.asarray(self.predictor.predict(self.features(X)))
-
-    def predict_proba(self, X: Any) -> np.ndarray:
-        if self.task != "classification":
-            raise StepError("predict_proba needs a classification model")
-        proba = self.predictor.predict_proba(self.features(X), as_multiclass=True)
+    def proba_features(self, features: Any, **kwargs: Any) -> np.ndarray:
+        proba = self.predictor.predict_proba(features, as_multiclass=True, **kwargs)
         return np.asarray(proba[list(self.predictor.class_labels)], dtype=float)
 
-    def __repr__(self, N_CHAR_MAX: int = 700) -> str:
-        return f"AutoGluonModel(best_model={self.best_model!r}, task={self.task!r}, target={self.target_name!r})"
+    def describe(self) -> dict[str, Any]:
+        return {"best_model": self.best_model, **super().describe()}
 
 
-@dataclass
-class AutoGluonBlueprint:
-    """What ``model/autogluon`` stores: the class and its arguments. A ``TabularPredictor`` creates its
-    folder when constructed, so it is constructed by the ``train`` step, inside that step's output."""
-
-    module_path: str
-    class_name: str
-    kwargs: dict[str, Any]
-
-
-class AutoGluonEngine(MethodEngine):
-    name = "autogluon"
-    allowed_modules = catalog.TOOLS["autogluon"].allowed_modules
-    default_module = "autogluon.tabular"
-    default_class = "TabularPredictor"
-
-    def load(self, ref: OutputRef, local_dir: Path) -> Any:
-        value = super().load(ref, local_dir)
-        if isinstance(value, AutoGluonModel):
-            value.directory = str(local_dir)
-        return value
-
-    def model(self, ctx: StepContext) -> StepResult:
-        module_path = p.optional_str(ctx.params, "modulePath", self.default_module) or ""
-        class_name = p.optional_str(ctx.params, "class", self.default_class) or ""
-        factory = import_allowed(module_path, class_name, self.allowed_modules)
-        kwargs = method_kwargs(ctx, "classParameters")
-        if "path" in kwargs:
-            raise StepError("classParameters 'path' is set by the orchestrator (the train step's output folder)")
-        if "label" not in kwargs:
-            raise StepError("classParameters 'label' (the target column) is required for a TabularPredictor")
-        metadata = {"class": f"{module_path}.{class_name}", "estimatorParameters": describe_parameters(factory, kwargs)}
-        return StepResult(value=AutoGluonBlueprint(module_path, class_name, kwargs), metadata=metadata)
-
-    def _fit(self, ctx: StepContext) -> StepResult:
-        blueprint = ctx.load_step(p.require_str(ctx.params, "parentName"))
-        if not isinstance(blueprint, AutoGluonBlueprint):
-            return super()._fit(ctx)
-        factory = import_allowed(blueprint.module_path, blueprint.class_name, self.allowed_modules)
-        predictor = factory(**blueprint.kwargs, path=str(ctx.output_dir / PREDICTOR_DIR))
-        method = p.optional_str(ctx.params, "method") or "fit"
-        kwargs = {"num_cpus": ctx.cpus, "num_gpus": gpu_count(ctx), **method_kwargs(ctx)}
-        print(f"calling {blueprint.class_name}.{method}({', '.join(kwargs)})", flush=True)
-        call_method(predictor, method, kwargs)
-        train = kwargs.get("train_data")
-        label = blueprint.kwargs["label"]
-        features = [c for c in (train.columns if isinstance(train, pd.DataFrame) else []) if c != label]
-        model = stored_model(predictor, features, label)
-        board = predictor.leaderboard(silent=True)
-        metadata = {
-            "class": f"{blueprint.module_path}.{blueprint.class_name}",
-            "method": method,
-            "bestModel": predictor.model_best,
-            "models": len(board),
-            "evalMetric": str(predictor.eval_metric),
-        }
-        return StepResult(value=model, metadata=metadata)
-
-    def automl(self, ctx: StepContext) -> StepResult:
-        settings = _AutomlSettings(ctx)
-        data = training_data(ctx, settings)
-        frame, decision = data.frame, data.decision
-        from autogluon.tabular import TabularPredictor
-
-        problem = None if settings.task == "classification" else "regression"
-        predictor = TabularPredictor(
-            label=settings.target,
-            problem_type=problem,
-            eval_metric=settings.eval_metric,
-            path=str(ctx.output_dir / PREDICTOR_DIR),
-            verbosity=2,
-        )
-        time_limit = settings.time_limit(settings.seconds_left())
-        ctx.progress(None, f"fitting for up to {time_limit:.0f} s")
-        predictor.fit(frame[[*decision.used, settings.target]], **settings.fit_arguments(ctx, time_limit))
-        if not predictor.model_names():
-            raise StepError(f"AutoGluon trained no model within {time_limit:.0f} s; raise timeBudget")
-        board = autogluon_leaderboard(predictor)
-        model = stored_model(predictor, decision.used, settings.target)
-        best_score = as_scalar(board["score_val"].iloc[0]) if not board.empty else None
-        metadata = {
-            "bestLearner": predictor.model_best,
-            "bestScore": best_score,
-            "metric": str(predictor.eval_metric),
-            "problemType": predictor.problem_type,
-            "task": settings.task,
-            "timeBudget": settings.time_budget,
-            "timeLimit": time_limit,
-            "columns": decision.as_metadata(),
-            "trainRows": len(frame),
-            "learners": len(board),
-            "predictor": PREDICTOR_DIR,
-        }
-        # AutoGluon's validation scores are "higher is better" (errors are negated); no CV unless bagging.
-        metrics: dict[str, Any] = {"bestScore": best_score, "validationScore": best_score}
-        return StepResult(value=model, metadata=metadata, metrics=metrics, derived={"leaderboard": board})
-
-
-def stored_model(predictor: Any, features: list[str], target: str) -> AutoGluonModel:
-    classification = predictor.problem_type in ("binary", "multiclass")
-    classes = [_plain(c) for c in predictor.class_labels] if classification else None
-    task = "classification" if classification else "regression"
-    return AutoGluonModel(list(features), target, task, classes, str(predictor.model_best))
-
-
-def _plain(value: Any) -> Any:
-    return value.item() if isinstance(value, np.generic) else value
-
-
-class _AutomlSettings(AutoMLRequest):
-    """The ``automl/autogluon`` parameters, validated."""
+class AutoGluonRequest(AutoMLRequest):
+    """The ``automl/autogluon`` body: the common request, AutoGluon's ``options`` and its metric name."""
 
     def __init__(self, ctx: StepContext) -> None:
         super().__init__(ctx)
-        self.options = ctx.resolve(p.optional_dict(ctx.params, "options"))
-        clashes = sorted(RESERVED_OPTIONS & set(self.options))
-        if clashes:
-            raise StepError(f"options {clashes} are set by the step itself; use its top-level parameters")
+        self.options = self.options_except(ctx, RESERVED_OPTIONS)
         self.eval_metric = METRICS.get(self.metric, self.metric)
         _check_metric(self.eval_metric, self.task)
 
@@ -251,6 +122,91 @@ class _AutomlSettings(AutoMLRequest):
             "ag_args_ensemble": SEQUENTIAL_FOLDS,
             **self.options,
         }
+
+
+class AutoGluonEngine(MethodEngine, AutoMLEngine[AutoGluonRequest]):
+    name = "autogluon"
+    allowed_modules = catalog.TOOLS["autogluon"].allowed_modules
+    default_module = "autogluon.tabular"
+    default_class = "TabularPredictor"
+    request_class = AutoGluonRequest
+
+    def load(self, ref: OutputRef, local_dir: Path) -> Any:
+        value = super().load(ref, local_dir)
+        if isinstance(value, AutoGluonModel):
+            value.directory = str(local_dir)
+        return value
+
+    def model(self, ctx: StepContext) -> StepResult:
+        module_path = p.optional_str(ctx.params, "modulePath", self.default_module) or ""
+        class_name = p.optional_str(ctx.params, "class", self.default_class) or ""
+        factory = import_allowed(module_path, class_name, self.allowed_modules)
+        kwargs = method_kwargs(ctx, "classParameters")
+        if "path" in kwargs:
+            raise StepError("classParameters 'path' is set by the orchestrator (the train step's output folder)")
+        if "label" not in kwargs:
+            raise StepError("classParameters 'label' (the target column) is required for a TabularPredictor")
+        metadata = {"class": f"{module_path}.{class_name}", "estimatorParameters": describe_parameters(factory, kwargs)}
+        return StepResult(value=ModelSpec(module_path, class_name, kwargs), metadata=metadata)
+
+    def _fit(self, ctx: StepContext) -> StepResult:
+        blueprint = ctx.load_step(p.require_str(ctx.params, "parentName"))
+        if not isinstance(blueprint, ModelSpec):
+            return super()._fit(ctx)
+        factory = import_allowed(blueprint.module_path, blueprint.class_name, self.allowed_modules)
+        predictor = factory(**blueprint.kwargs, path=str(ctx.output_dir / PREDICTOR_DIR))
+        method = p.optional_str(ctx.params, "method") or "fit"
+        kwargs = {"num_cpus": ctx.cpus, "num_gpus": gpu_count(ctx), **method_kwargs(ctx)}
+        print(f"calling {blueprint.class_name}.{method}({', '.join(kwargs)})", flush=True)
+        call_method(predictor, method, kwargs)
+        train = kwargs.get("train_data")
+        label = blueprint.kwargs["label"]
+        features = [c for c in (train.columns if isinstance(train, pd.DataFrame) else []) if c != label]
+        model = stored_model(predictor, features, label)
+        board = predictor.leaderboard(silent=True)
+        metadata = {
+            "class": blueprint.qualified_name,
+            "method": method,
+            "bestModel": predictor.model_best,
+            "models": len(board),
+            "evalMetric": str(predictor.eval_metric),
+        }
+        return StepResult(value=model, metadata=metadata)
+
+    def search(self, ctx: StepContext, request: AutoGluonRequest, data: TrainingData) -> SearchOutcome:
+        from autogluon.tabular import TabularPredictor
+
+        predictor = TabularPredictor(
+            label=request.target,
+            problem_type=None if request.task == "classification" else "regression",
+            eval_metric=request.eval_metric,
+            path=str(ctx.output_dir / PREDICTOR_DIR),
+            verbosity=2,
+        )
+        time_limit = request.time_limit(request.seconds_left())
+        ctx.progress(None, f"fitting for up to {time_limit:.0f} s")
+        predictor.fit(data.frame[[*data.decision.used, request.target]], **request.fit_arguments(ctx, time_limit))
+        if not predictor.model_names():
+            raise StepError(f"AutoGluon trained no model within {time_limit:.0f} s; raise timeBudget")
+        board = autogluon_leaderboard(predictor)
+        model = stored_model(predictor, data.decision.used, request.target)
+        best_score = as_scalar(board["score_val"].iloc[0]) if not board.empty else None
+        metadata = {"problemType": predictor.problem_type, "timeLimit": time_limit, "predictor": PREDICTOR_DIR}
+        # AutoGluon's validation scores are "higher is better" (errors are negated); no CV unless bagging.
+        metrics = {"validationScore": best_score}
+        metric = str(predictor.eval_metric)
+        return SearchOutcome(model, board, predictor.model_best, best_score, metric, metadata, metrics)
+
+
+def stored_model(predictor: Any, features: list[str], target: str) -> AutoGluonModel:
+    classification = predictor.problem_type in ("binary", "multiclass")
+    classes = [_plain(c) for c in predictor.class_labels] if classification else None
+    task = "classification" if classification else "regression"
+    return AutoGluonModel(list(features), target, task, classes, str(predictor.model_best))
+
+
+def _plain(value: Any) -> Any:
+    return value.item() if isinstance(value, np.generic) else value
 
 
 def _check_metric(metric: str | None, task: str) -> None:

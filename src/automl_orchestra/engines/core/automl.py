@@ -1,75 +1,48 @@
-"""What every ``automl/{engine}`` step shares: the declarative request and the training table.
+"""What every ``automl/{engine}`` step shares, written once: the template an engine fills with its search.
 
-The body is the same for every engine (``parentName``, ``target``, ``task``, ``timeBudget``, ``metric``,
-``seed``, ``autoExclude``, ``excludeColumns``, ``keepColumns``); each engine's settings class extends
-:class:`AutoMLRequest` with its own search controls and options.
+:class:`AutoMLEngine` reads the request (the :class:`~automl_orchestra.contracts.parameters.AutoMLBody` the API
+validated the body with, seen through :class:`AutoMLRequest`), loads the training table, calls the engine's
+:meth:`AutoMLEngine.search`, and turns its :class:`SearchOutcome` into the step's result: the common metadata
+keys and metrics and the leaderboard as a derived output. The budget counts from the step's start (loading
+the data and imports are in it): an engine reads what is left with :meth:`AutoMLRequest.seconds_left`.
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar, final
 
-import numpy as np
 import pandas as pd
-from sklearn.base import BaseEstimator
 
 from automl_orchestra.contracts.budget import budget_reserve_s
 from automl_orchestra.contracts.errors import StepError
-from automl_orchestra.engines.core import params as p
-from automl_orchestra.engines.core.base import StepContext
+from automl_orchestra.contracts.parameters import AutoMLBody
+from automl_orchestra.engines.core.base import Engine, StepContext, StepResult
 from automl_orchestra.engines.core.columns import ColumnDecision, select_features
+from automl_orchestra.engines.core.model import AutoMLModel
 
 TASKS = ("classification", "regression")
 
 
-class TaskModel(BaseEstimator):
-    """Base of a fitted engine model with a ``task`` attribute and a ``predict``: scikit-learn sees a
-    classifier or a regressor (so ``evaluate`` scorers work on it) and ``score`` is accuracy or R2."""
-
-    task: str
-
-    def predict(self, X: Any) -> np.ndarray:
-        raise NotImplementedError
-
-    def score(self, X: Any, y: Any) -> float:
-        predicted = self.predict(X)
-        truth = np.asarray(y)
-        if self.task == "classification":
-            return float(np.mean(predicted.astype(str) == truth.astype(str)))
-        from sklearn.metrics import r2_score
-
-        return float(r2_score(truth, predicted))
-
-    def __sklearn_tags__(self) -> Any:
-        # Imported here: scikit-learn < 1.6 (the PyCaret environment, which imports this module) has no tags.
-        from sklearn.utils import ClassifierTags, RegressorTags
-
-        tags = super().__sklearn_tags__()
-        if self.task == "classification":
-            tags.estimator_type, tags.classifier_tags = "classifier", ClassifierTags()
-        else:
-            tags.estimator_type, tags.regressor_tags = "regressor", RegressorTags()
-        return tags
-
-
 class AutoMLRequest:
-    """The declarative ``automl`` body, validated."""
+    """The declarative ``automl`` body, as the engines use it: a view over ``ctx.request`` with the deadline.
+
+    Each engine's subclass adds its own option handling; ``engines/keras`` reads its own body this way too.
+    """
 
     def __init__(self, ctx: StepContext) -> None:
-        params = ctx.params
-        self.parent = p.require_str(params, "parentName")
-        self.target = p.require_str(params, "target")
-        self.task = p.optional_str(params, "task", "classification") or "classification"
-        if self.task not in TASKS:
-            raise StepError(f"task {self.task!r} is not one of {list(TASKS)}")
-        self.metric = p.optional_str(params, "metric", "auto") or "auto"
-        self.seed = p.optional_int(params, "seed", 1)
-        self.auto_exclude = p.optional_bool(params, "autoExclude", True)
-        self.exclude = p.optional_str_list(params, "excludeColumns") or []
-        self.keep = p.optional_str_list(params, "keepColumns") or []
-        self.time_budget = p.optional_number(params, "timeBudget", 60.0, minimum=1.0)
+        _check_task(ctx.params)
+        self.body = ctx.request_as(AutoMLBody)
+        self.parent = self.body.parentName
+        self.target = self.body.target
+        self.task: str = self.body.task
+        self.metric = self.body.metric
+        self.seed = self.body.seed
+        self.auto_exclude = self.body.autoExclude
+        self.exclude = list(self.body.excludeColumns)
+        self.keep = list(self.body.keepColumns)
+        self.time_budget = self.body.timeBudget
         _check_budget(self.time_budget, ctx.timeout_s)
         # The budget is the whole step's: what came before the search (loading the data, imports) is in it.
         self.deadline = ctx.started + self.time_budget
@@ -77,11 +50,73 @@ class AutoMLRequest:
     def seconds_left(self) -> float:
         return self.deadline - time.monotonic()
 
+    def options_except(self, ctx: StepContext, reserved: frozenset[str]) -> dict[str, Any]:
+        """``options`` with their references resolved, refusing those the step sets from its own parameters
+        (passing them twice would be ambiguous)."""
+        options: dict[str, Any] = ctx.resolve(dict(self.body.options))
+        clashes = sorted(reserved & set(options))
+        if clashes:
+            raise StepError(f"options {clashes} are set by the step itself; use its top-level parameters")
+        return options
+
 
 @dataclass
 class TrainingData:
     frame: pd.DataFrame  # rows with a target, index reset
     decision: ColumnDecision  # the feature columns used and those excluded, with reasons
+
+
+@dataclass
+class SearchOutcome:
+    """What an engine's search found; the template adds what every engine reports alike."""
+
+    model: AutoMLModel
+    leaderboard: pd.DataFrame  # one row per learner or candidate, best first
+    best_learner: str
+    best_score: float | None
+    metric: str  # the name the score is in (the engine's own spelling)
+    metadata: dict[str, Any] = field(default_factory=dict)  # the engine's own keys
+    metrics: dict[str, Any] = field(default_factory=dict)  # the engine's own metrics, beside bestScore
+
+
+RequestT = TypeVar("RequestT", bound=AutoMLRequest)
+
+
+class AutoMLEngine(Engine, Generic[RequestT]):
+    """An engine with the declarative ``automl`` service: a subclass names its request class and implements
+    :meth:`search`; everything around the search is here, the same for every engine."""
+
+    request_class: type[RequestT]
+
+    @final
+    def automl(self, ctx: StepContext) -> StepResult:
+        request = self.request_class(ctx)  # the engine's options are checked before the data is loaded
+        data = training_data(ctx, request)
+        return automl_result(request, data, self.search(ctx, request, data))
+
+    def search(self, ctx: StepContext, request: RequestT, data: TrainingData) -> SearchOutcome:
+        """Search within ``request.seconds_left()`` on ``data`` (StepError when nothing was trained)."""
+        raise NotImplementedError
+
+
+def automl_result(request: AutoMLRequest, data: TrainingData, outcome: SearchOutcome) -> StepResult:
+    """The step's result: the keys every engine shares (a comparison's leaderboard reads them), then the
+    engine's own; the leaderboard as the derived ``{name}_leaderboard`` dataset."""
+    metadata = {
+        "bestLearner": outcome.best_learner,
+        "bestScore": outcome.best_score,
+        "metric": outcome.metric,
+        "task": request.task,
+        "timeBudget": request.time_budget,
+        "columns": data.decision.as_metadata(),
+        "trainRows": len(data.frame),
+        "learners": len(outcome.leaderboard),
+        **outcome.metadata,
+    }
+    metrics = {"bestScore": outcome.best_score, **outcome.metrics}
+    return StepResult(
+        value=outcome.model, metadata=metadata, metrics=metrics, derived={"leaderboard": outcome.leaderboard}
+    )
 
 
 def training_data(ctx: StepContext, request: AutoMLRequest) -> TrainingData:
@@ -109,6 +144,13 @@ def bounded_budget(requested: float, step_timeout: float) -> float:
     """The largest search budget up to ``requested`` that leaves the reserve under the hard step timeout for
     loading the data, the final retraining and saving the model (the worker is killed at the timeout)."""
     return max(1.0, min(requested, step_timeout - budget_reserve_s(step_timeout)))
+
+
+def _check_task(params: dict[str, Any]) -> None:
+    # The request model refuses an unknown task too, but in pydantic's words; this names the value given.
+    task = params.get("task") or "classification"
+    if task not in TASKS:
+        raise StepError(f"task {task!r} is not one of {list(TASKS)}")
 
 
 def _check_budget(budget: float, step_timeout: float) -> None:

@@ -1,8 +1,11 @@
-"""Models pickled before the engines moved into one folder each still load.
+"""Models pickled by earlier versions still load: before the engines moved into one folder each, and
+before renamed classes took their one name.
 
-A pickle names each class by module path. The adapters' old flat modules (``engines/flaml.py``...) are now
-folders, so a model stored by an earlier version names a module that no longer holds its class. Loading
-retries such a pickle with the old paths mapped to the new ones; new pickles never need it.
+A pickle names each class by module path and class name. The adapters' old flat modules
+(``engines/flaml.py``...) are now folders, and what ``model/h2o`` and ``model/autogluon`` store is one
+:class:`~automl_orchestra.engines.core.model.ModelSpec` (once ``H2OBlueprint``, ``AutoGluonBlueprint``), so a
+value stored by an earlier version may name a module or class that no longer exists. Loading retries such a
+pickle with the old names mapped to the new ones; new pickles never need it.
 """
 
 from __future__ import annotations
@@ -39,6 +42,11 @@ MOVED_MODULES = {
         "compare": "compare.engine",
     }.items()
 }
+# Classes renamed (or merged into one) after the move, by their (module, class) under the folders.
+RENAMED_CLASSES = {
+    (_OLD + "h2o.engine", "H2OBlueprint"): (_OLD + "core.model", "ModelSpec"),
+    (_OLD + "autogluon.engine", "AutoGluonBlueprint"): (_OLD + "core.model", "ModelSpec"),
+}
 T = TypeVar("T")
 
 
@@ -63,10 +71,16 @@ def _mapped_unpickler() -> Iterator[None]:
 
     class MappedUnpickler(original):  # type: ignore[misc, valid-type]
         def find_class(self, module: str, name: str) -> Any:
-            return super().find_class(MOVED_MODULES.get(module, module), name)
+            return super().find_class(*renamed(module, name))
 
     numpy_pickle.NumpyUnpickler = MappedUnpickler
     try:
         yield
     finally:
         numpy_pickle.NumpyUnpickler = original
+
+
+def renamed(module: str, name: str) -> tuple[str, str]:
+    """The (module, class) a pickle's old (module, class) names now."""
+    module = MOVED_MODULES.get(module, module)
+    return RENAMED_CLASSES.get((module, name), (module, name))

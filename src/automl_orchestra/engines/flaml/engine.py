@@ -19,16 +19,14 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sklearn.base import BaseEstimator
-from sklearn.utils import ClassifierTags, RegressorTags, Tags
 
 from automl_orchestra.contracts import catalog
 from automl_orchestra.contracts.errors import StepError
-from automl_orchestra.engines.core import params as p
-from automl_orchestra.engines.core.automl import AutoMLRequest, training_data
-from automl_orchestra.engines.core.base import StepContext, StepResult
+from automl_orchestra.engines.core.automl import AutoMLEngine, AutoMLRequest, SearchOutcome, TrainingData
+from automl_orchestra.engines.core.base import StepContext
 from automl_orchestra.engines.core.calls import MethodEngine, as_scalar, fitted_summary
 from automl_orchestra.engines.core.columns import as_categories, text_columns
+from automl_orchestra.engines.core.model import AutoMLModel
 from automl_orchestra.engines.core.values import readable_json
 
 # Metrics FLAML maximises: it minimises loss = 1 - metric for them (flaml/automl/automl.py,
@@ -48,13 +46,9 @@ LOG_FILE = "flaml.log"
 FINISH_S = 2.0
 
 
-class FlamlModel(BaseEstimator):
-    """A fitted ``flaml.AutoML`` that remembers its feature columns and how to prepare them.
-
-    ``predict`` accepts the same kind of table the step trained on (target and excluded columns may still
-    be there): it selects the feature columns and casts the text ones to categories, as during training.
-    A scikit-learn estimator (with classifier/regressor tags), so ``evaluate`` metrics work on it.
-    """
+class FlamlModel(AutoMLModel):
+    """A fitted ``flaml.AutoML`` that remembers its feature columns and how to prepare them: the text ones
+    are cast to categories, as during training."""
 
     def __init__(
         self,
@@ -78,118 +72,23 @@ class FlamlModel(BaseEstimator):
     def best_config(self) -> dict[str, Any] | None:
         return getattr(self.automl, "best_config", None)
 
-    @property
-    def classes_(self) -> Any:
+    def labels(self) -> Any:
         return self.automl.classes_
 
     def __sklearn_is_fitted__(self) -> bool:
         return self.best_estimator is not None
 
     def features(self, X: Any) -> pd.DataFrame:
-        if not isinstance(X, pd.DataFrame):
-            X = pd.DataFrame(np.asarray(X), columns=self.feature_names)
-        missing = [name for name in self.feature_names if name not in X.columns]
-        if missing:
-            raise StepError(f"the data lacks the model's feature column(s) {missing}")
-        return as_categories(X[self.feature_names], self.categorical)
+        return as_categories(self.select(X), self.categorical)
 
-    def predict(self, X: Any, **kwargs: Any) -> np.ndarray:
-        return np.asarray(self.automl.predict(self.features(X), **kwargs))
+    def predict_features(self, features: Any, **kwargs: Any) -> np.ndarray:
+        return np.asarray(self.automl.predict(features, **kwargs))
 
-    def predict_proba(self, X: Any, **kwargs: Any) -> np.ndarray:
-        return np.asarray(self.automl.predict_proba(self.features(X), **kwargs))
+    def proba_features(self, features: Any, **kwargs: Any) -> np.ndarray:
+        return np.asarray(self.automl.predict_proba(features, **kwargs))
 
-    def score(self, X: Any, y: Any, **kwargs: Any) -> float:
-        return float(self.automl.score(self.features(X), y, **kwargs))
-
-    def __sklearn_tags__(self) -> Tags:
-        tags = super().__sklearn_tags__()
-        if self.task == "classification":
-            tags.estimator_type = "classifier"
-            tags.classifier_tags = ClassifierTags()
-        else:
-            tags.estimator_type = "regressor"
-            tags.regressor_tags = RegressorTags()
-        tags.target_tags.required = True
-        return tags
-
-    def __repr__(self, N_CHAR_MAX: int = 700) -> str:
-        return (
-            f"FlamlModel(best_estimator={self.best_estimator!r}, task={self.task!r}, "
-            f"target={self.target_name!r}, features={len(self.feature_names)})"
-        )
-
-
-class FlamlEngine(MethodEngine):
-    name = "flaml"
-    allowed_modules = catalog.TOOLS["flaml"].allowed_modules
-    default_module = "flaml"
-    default_class = "AutoML"
-
-    def configure(self, factory: Callable[..., Any], kwargs: dict[str, Any], ctx: StepContext) -> dict[str, Any]:
-        kwargs = super().configure(factory, kwargs, ctx)
-        if getattr(factory, "__name__", "") == "AutoML":
-            # FLAML logs to MLflow whenever MLflow is installed and a run is active: never wanted here.
-            kwargs.setdefault("mlflow_logging", False)
-        return kwargs
-
-    def summarize(self, fitted: Any) -> tuple[dict[str, Any], dict[str, Any]]:
-        metadata, metrics = fitted_summary(fitted)
-        automl = fitted.automl if isinstance(fitted, FlamlModel) else fitted
-        learner = getattr(automl, "best_estimator", None)
-        if learner:
-            metadata["bestLearner"] = learner
-            metadata["bestConfig"] = readable_json(automl.best_config)
-            loss = _finite(getattr(automl, "best_loss", None))
-            if loss is not None:
-                metadata["bestLoss"] = metrics["bestLoss"] = loss
-        return metadata, metrics
-
-    def automl(self, ctx: StepContext) -> StepResult:
-        settings = _AutomlSettings(ctx)
-        data = training_data(ctx, settings)
-        frame, decision = data.frame, data.decision
-        categorical = text_columns(frame[decision.used])
-        features = as_categories(frame[decision.used], categorical)
-
-        from flaml import AutoML
-
-        automl = AutoML()
-        nodes = TrialNodes(lambda text: ctx.progress(None, text))
-        with nodes.recording(settings.parallel_trials):
-            automl.fit(X_train=features, y_train=frame[settings.target], **settings.fit_arguments(ctx, nodes))
-        print(f"search done {time.monotonic() - ctx.started:.1f} s into the step's budget", flush=True)
-        if isinstance(getattr(automl, "_use_ray", None), dict):
-            automl._use_ray = True  # our Tune arguments (the callback) must not be pickled with the model
-        if automl.best_estimator is None:
-            raise StepError(
-                f"no model finished training within the time budget of {settings.time_budget:g} s; raise timeBudget"
-            )
-        model = FlamlModel(automl, decision.used, categorical, settings.target, settings.task)
-        board = leaderboard(automl, settings.metric, nodes)
-        metric = resolved_metric(automl, settings.metric)
-        best_loss = _finite(automl.best_loss)
-        best_score = _score_from_loss(best_loss, metric)
-        metadata = {
-            "bestLearner": automl.best_estimator,
-            "bestConfig": readable_json(automl.best_config),
-            "bestLoss": best_loss,
-            "bestScore": best_score,
-            "metric": metric,
-            "task": settings.task,
-            "timeBudget": settings.time_budget,
-            "timeToBest": _finite(getattr(automl, "time_to_find_best_model", None)),
-            "columns": decision.as_metadata(),
-            "trainRows": len(frame),
-            "learners": len(board),
-            "bestConfigTrainTime": _finite(getattr(automl, "best_config_train_time", None)),
-            "parallelTrials": settings.parallel_trials,
-            "trialNodes": dict(nodes.per_node),
-        }
-        metrics: dict[str, Any] = {"bestScore": best_score, "bestLoss": best_loss}
-        if getattr(getattr(automl, "_state", None), "eval_method", None) == "cv":
-            metrics["cvScore"] = best_score
-        return StepResult(value=model, metadata=metadata, metrics=metrics, derived={"leaderboard": board})
+    def describe(self) -> dict[str, Any]:
+        return {"best_estimator": self.best_estimator, **super().describe()}
 
 
 # Ray Tune gives the trials still running at its timeout up to 10 s to stop (TuneController's
@@ -197,17 +96,13 @@ class FlamlEngine(MethodEngine):
 TUNE_STOP_S = 10.0
 
 
-class _AutomlSettings(AutoMLRequest):
-    """The ``automl/flaml`` parameters, validated."""
+class FlamlRequest(AutoMLRequest):
+    """The ``automl/flaml`` body: the common request, FLAML's ``options`` and parallel trials."""
 
     def __init__(self, ctx: StepContext) -> None:
         super().__init__(ctx)
-        params = ctx.params
-        self.options = ctx.resolve(p.optional_dict(params, "options"))
-        clashes = sorted(RESERVED_OPTIONS & set(self.options))
-        if clashes:
-            raise StepError(f"options {clashes} are set by the step itself; use its top-level parameters")
-        self.parallel_trials = p.optional_int(params, "parallelTrials", 1, minimum=1)
+        self.options = self.options_except(ctx, RESERVED_OPTIONS)
+        self.parallel_trials = self.body.parallelTrials
 
     def fit_arguments(self, ctx: StepContext, nodes: TrialNodes) -> dict[str, Any]:
         parallel: dict[str, Any] = {}
@@ -240,6 +135,69 @@ class _AutomlSettings(AutoMLRequest):
             **parallel,
             **self.options,
         }
+
+
+class FlamlEngine(MethodEngine, AutoMLEngine[FlamlRequest]):
+    name = "flaml"
+    allowed_modules = catalog.TOOLS["flaml"].allowed_modules
+    default_module = "flaml"
+    default_class = "AutoML"
+    request_class = FlamlRequest
+
+    def configure(self, factory: Callable[..., Any], kwargs: dict[str, Any], ctx: StepContext) -> dict[str, Any]:
+        kwargs = super().configure(factory, kwargs, ctx)
+        if getattr(factory, "__name__", "") == "AutoML":
+            # FLAML logs to MLflow whenever MLflow is installed and a run is active: never wanted here.
+            kwargs.setdefault("mlflow_logging", False)
+        return kwargs
+
+    def summarize(self, fitted: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+        metadata, metrics = fitted_summary(fitted)
+        automl = fitted.automl if isinstance(fitted, FlamlModel) else fitted
+        learner = getattr(automl, "best_estimator", None)
+        if learner:
+            metadata["bestLearner"] = learner
+            metadata["bestConfig"] = readable_json(automl.best_config)
+            loss = _finite(getattr(automl, "best_loss", None))
+            if loss is not None:
+                metadata["bestLoss"] = metrics["bestLoss"] = loss
+        return metadata, metrics
+
+    def search(self, ctx: StepContext, request: FlamlRequest, data: TrainingData) -> SearchOutcome:
+        frame, decision = data.frame, data.decision
+        categorical = text_columns(frame[decision.used])
+        features = as_categories(frame[decision.used], categorical)
+
+        from flaml import AutoML
+
+        automl = AutoML()
+        nodes = TrialNodes(lambda text: ctx.progress(None, text))
+        with nodes.recording(request.parallel_trials):
+            automl.fit(X_train=features, y_train=frame[request.target], **request.fit_arguments(ctx, nodes))
+        print(f"search done {time.monotonic() - ctx.started:.1f} s into the step's budget", flush=True)
+        if isinstance(getattr(automl, "_use_ray", None), dict):
+            automl._use_ray = True  # our Tune arguments (the callback) must not be pickled with the model
+        if automl.best_estimator is None:
+            raise StepError(
+                f"no model finished training within the time budget of {request.time_budget:g} s; raise timeBudget"
+            )
+        model = FlamlModel(automl, decision.used, categorical, request.target, request.task)
+        metric = resolved_metric(automl, request.metric)
+        best_loss = _finite(automl.best_loss)
+        best_score = _score_from_loss(best_loss, metric)
+        metadata = {
+            "bestConfig": readable_json(automl.best_config),
+            "bestLoss": best_loss,
+            "timeToBest": _finite(getattr(automl, "time_to_find_best_model", None)),
+            "bestConfigTrainTime": _finite(getattr(automl, "best_config_train_time", None)),
+            "parallelTrials": request.parallel_trials,
+            "trialNodes": dict(nodes.per_node),
+        }
+        metrics: dict[str, Any] = {"bestLoss": best_loss}
+        if getattr(getattr(automl, "_state", None), "eval_method", None) == "cv":
+            metrics["cvScore"] = best_score
+        board = leaderboard(automl, request.metric, nodes)
+        return SearchOutcome(model, board, automl.best_estimator, best_score, metric, metadata, metrics)
 
 
 class TrialNodes:

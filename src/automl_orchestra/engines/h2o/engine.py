@@ -43,7 +43,7 @@ from automl_orchestra.contracts import catalog
 from automl_orchestra.contracts.errors import StepError
 from automl_orchestra.contracts.outputs import OutputRef
 from automl_orchestra.engines.core import params as p
-from automl_orchestra.engines.core.automl import AutoMLRequest, TaskModel, training_data
+from automl_orchestra.engines.core.automl import AutoMLEngine, AutoMLRequest, SearchOutcome, TrainingData
 from automl_orchestra.engines.core.base import StepContext, StepResult
 from automl_orchestra.engines.core.calls import (
     MethodEngine,
@@ -54,6 +54,7 @@ from automl_orchestra.engines.core.calls import (
     method_kwargs,
 )
 from automl_orchestra.engines.core.columns import text_columns
+from automl_orchestra.engines.core.model import AutoMLModel, ModelSpec
 
 BINARY_DIR = "h2o"
 BINARY_FILE = "model"
@@ -275,7 +276,7 @@ def to_h2o_frame(frame: pd.DataFrame, factors: list[str]) -> Any:
 # ----- the stored model ---------------------------------------------------------------------------
 
 
-class H2OModel(TaskModel):
+class H2OModel(AutoMLModel):
     """A trained H2O model stored as H2O binary and, where H2O has one, MOJO; scores with the MOJO (a short
     java process), else in the running JVM (or a short-lived one).
 
@@ -336,39 +337,36 @@ class H2OModel(TaskModel):
             self._loaded_in = jvm
         return self._model
 
-    @property
-    def classes_(self) -> np.ndarray:
-        return np.asarray(self.classes)
-
     def __sklearn_is_fitted__(self) -> bool:
         return bool(self.model_id)
 
-    def _raw(self, X: Any) -> pd.DataFrame:
-        if not isinstance(X, pd.DataFrame):
-            X = pd.DataFrame(np.asarray(X), columns=self.feature_names)
-        missing = [name for name in self.feature_names if name not in X.columns]
-        if missing:
-            raise StepError(f"the data lacks the model's feature column(s) {missing[:10]}")
-        features = X[self.feature_names].reset_index(drop=True)
+    def _scored(self, features: pd.DataFrame) -> pd.DataFrame:
+        """H2O's scored table: ``predict`` and one probability column per class."""
         mojo = self.mojo_path()
         if mojo is not None:
             return mojo_predict(features, mojo)
         with scoring_cluster() as jvm:
             return as_pandas(self._cluster_model(jvm).predict(to_h2o_frame(features, [])))
 
-    def predict_proba(self, X: Any) -> np.ndarray:
-        if self.task != "classification":
-            raise StepError("predict_proba needs a classification model")
-        scored = self._raw(X)
+    def proba_features(self, features: Any, **kwargs: Any) -> np.ndarray:
+        _no_options(kwargs)
+        scored = self._scored(features)
         return scored[[_probability_column(scored, label) for label in self.classes or []]].to_numpy(dtype=float)
 
-    def predict(self, X: Any) -> np.ndarray:
+    def predict_features(self, features: Any, **kwargs: Any) -> np.ndarray:
+        _no_options(kwargs)
         if self.task != "classification":
-            return self._raw(X)["predict"].to_numpy(dtype=float)
-        return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
+            return self._scored(features)["predict"].to_numpy(dtype=float)
+        return self.classes_[np.argmax(self.proba_features(features), axis=1)]
 
-    def __repr__(self, N_CHAR_MAX: int = 700) -> str:
-        return f"H2OModel(model_id={self.model_id!r}, algo={self.algo!r}, task={self.task!r}, mojo={self.mojo!r})"
+    def describe(self) -> dict[str, Any]:
+        return {"model_id": self.model_id, "algo": self.algo, "task": self.task, "mojo": self.mojo}
+
+
+def _no_options(kwargs: dict[str, Any]) -> None:
+    # H2O's scoring takes no options: refuse them rather than ignore them.
+    if kwargs:
+        raise StepError(f"an H2O model's predictions take no options, not {sorted(kwargs)}")
 
 
 @contextlib.contextmanager
@@ -486,27 +484,47 @@ def save_mojo(model: Any, folder: Path) -> SavedModel:
     return SavedModel(f"{BINARY_DIR}/{MOJO_FILE}")
 
 
-@dataclass
-class H2OBlueprint:
-    """What ``model/h2o`` stores: the class and its arguments (an H2O object lives in a JVM that ends with
-    the step, so the instance is made by the ``train`` step, in its own cluster)."""
-
-    module_path: str
-    class_name: str
-    kwargs: dict[str, Any]
-
-    def __repr__(self) -> str:
-        return f"H2OBlueprint({self.module_path}.{self.class_name}, {sorted(self.kwargs)})"
-
-
 # ----- the engine ---------------------------------------------------------------------------------
 
 
-class H2OEngine(MethodEngine):
+class H2ORequest(AutoMLRequest):
+    """The ``automl/h2o`` body: the common request, H2O's ``options``, its sort metric and folds."""
+
+    def __init__(self, ctx: StepContext) -> None:
+        super().__init__(ctx)
+        self.options = self.options_except(ctx, RESERVED_OPTIONS)
+        if self.metric.lower() not in SORT_METRICS:
+            raise StepError(f"metric {self.metric!r} has no H2O equivalent; use one of {sorted(SORT_METRICS)}")
+        self.sort_metric = SORT_METRICS[self.metric.lower()]
+        self.cv = self.body.cv or 5
+
+    def runtime_s(self, left: float, slowdown: float = 1.0) -> int:
+        """H2O's max_runtime_secs (whole seconds) from what is left of the budget (less what follows the
+        search, ``slowdown`` times slower on a busy machine); at least MIN_SEARCH_S, because a search that
+        trains no model is worth nothing (the overrun is said in the log)."""
+        runtime = math.floor((left - FINISH_S * slowdown) * RUNTIME_SHARE)
+        if runtime < MIN_SEARCH_S:
+            print(f"only {left:.0f} s of the budget left after the JVM start: searching {MIN_SEARCH_S} s anyway")
+        return max(runtime, MIN_SEARCH_S)
+
+    def constructor_arguments(self, runtime: int) -> dict[str, Any]:
+        return {
+            "max_runtime_secs": runtime,
+            "seed": self.seed,
+            "sort_metric": self.sort_metric,
+            "nfolds": self.cv,
+            "project_name": "orchestra",
+            "verbosity": "warn",
+            **self.options,
+        }
+
+
+class H2OEngine(MethodEngine, AutoMLEngine[H2ORequest]):
     name = "h2o"
     allowed_modules = catalog.TOOLS["h2o"].allowed_modules
     default_module = "h2o.automl"
     default_class = "H2OAutoML"
+    request_class = H2ORequest
 
     def predict(self, ctx: StepContext) -> StepResult:
         with self._scoring(ctx):
@@ -542,11 +560,11 @@ class H2OEngine(MethodEngine):
             "class": f"{module_path}.{class_name}",
             "estimatorParameters": describe_parameters(instance, kwargs),
         }
-        return StepResult(value=H2OBlueprint(module_path, class_name, kwargs), metadata=metadata)
+        return StepResult(value=ModelSpec(module_path, class_name, kwargs), metadata=metadata)
 
     def _fit(self, ctx: StepContext) -> StepResult:
         blueprint = ctx.load_step(p.require_str(ctx.params, "parentName"))
-        if not isinstance(blueprint, H2OBlueprint):
+        if not isinstance(blueprint, ModelSpec):
             return super()._fit(ctx)  # a stored H2OModel: only its Python-side methods apply
         method = p.optional_str(ctx.params, "method") or "train"
         kwargs = method_kwargs(ctx)
@@ -572,91 +590,44 @@ class H2OEngine(MethodEngine):
             model = H2OModel(fitted.model_id, fitted.algo, list(features), target, task, classes, saved.mojo)
             facts = model_facts(fitted)
         metadata = {
-            "class": f"{blueprint.module_path}.{blueprint.class_name}",
+            "class": blueprint.qualified_name,
             "method": method,
             **saved.as_metadata(),
             **facts,
         }
         return StepResult(value=model, metadata=metadata, metrics=_numbers(facts.get("performance", {})))
 
-    def automl(self, ctx: StepContext) -> StepResult:
-        settings = _AutomlSettings(ctx)
-        data = training_data(ctx, settings)
-        frame, decision = data.frame, data.decision
-        classification = settings.task == "classification"
+    def search(self, ctx: StepContext, request: H2ORequest, data: TrainingData) -> SearchOutcome:
+        frame, used = data.frame, data.decision.used
+        classification = request.task == "classification"
         with h2o_cluster(ctx) as jvm:
             from h2o.automl import H2OAutoML
 
-            table = to_h2o_frame(frame[[*decision.used, settings.target]], [settings.target] if classification else [])
-            runtime = settings.runtime_s(settings.seconds_left(), max(1.0, jvm.started_s / IDLE_JVM_START_S))
+            table = to_h2o_frame(frame[[*used, request.target]], [request.target] if classification else [])
+            runtime = request.runtime_s(request.seconds_left(), max(1.0, jvm.started_s / IDLE_JVM_START_S))
             print(f"H2O AutoML: {runtime} s of search ({jvm.started_s:.1f} s went to the JVM start)", flush=True)
             ctx.progress(None, f"searching for {runtime} s")
-            search = H2OAutoML(**settings.constructor_arguments(runtime))
-            search.train(x=decision.used, y=settings.target, training_frame=table)
+            search = H2OAutoML(**request.constructor_arguments(runtime))
+            search.train(x=used, y=request.target, training_frame=table)
             leader = search.leader
             if leader is None:
                 raise StepError(f"H2O AutoML trained no model within {runtime} s; raise timeBudget")
             board = h2o_leaderboard(search)
             saved = save_h2o_model(leader, ctx.output_dir)
             facts = model_facts(leader)
-        classes = h2o_classes(frame[settings.target]) if classification else None
-        model = H2OModel(
-            leader.model_id, leader.algo, decision.used, settings.target, settings.task, classes, saved.mojo
-        )
-        sort_metric = _board_metric(board, settings.sort_metric)
+        classes = h2o_classes(frame[request.target]) if classification else None
+        model = H2OModel(leader.model_id, leader.algo, used, request.target, request.task, classes, saved.mojo)
+        sort_metric = _board_metric(board, request.sort_metric)
         best_score = as_scalar(board[sort_metric].iloc[0]) if sort_metric in board.columns else None
         metadata = {
-            "bestLearner": leader.algo,
             "bestModelId": leader.model_id,
-            "bestScore": best_score,
-            "metric": sort_metric,
-            "task": settings.task,
-            "timeBudget": settings.time_budget,
             "searchSeconds": runtime,
             "jvmStartSeconds": round(jvm.started_s, 2),
-            "columns": decision.as_metadata(),
-            "trainRows": len(frame),
-            "learners": len(board),
             **saved.as_metadata(),
             **facts,
         }
-        metrics = {"bestScore": best_score, "cvScore": best_score, **_numbers(facts.get("performance", {}))}
-        return StepResult(value=model, metadata=metadata, metrics=metrics, derived={"leaderboard": board})
-
-
-class _AutomlSettings(AutoMLRequest):
-    """The ``automl/h2o`` parameters, validated."""
-
-    def __init__(self, ctx: StepContext) -> None:
-        super().__init__(ctx)
-        self.options = ctx.resolve(p.optional_dict(ctx.params, "options"))
-        clashes = sorted(RESERVED_OPTIONS & set(self.options))
-        if clashes:
-            raise StepError(f"options {clashes} are set by the step itself; use its top-level parameters")
-        if self.metric.lower() not in SORT_METRICS:
-            raise StepError(f"metric {self.metric!r} has no H2O equivalent; use one of {sorted(SORT_METRICS)}")
-        self.sort_metric = SORT_METRICS[self.metric.lower()]
-        self.cv = p.optional_int(ctx.params, "cv", 5, minimum=2)
-
-    def runtime_s(self, left: float, slowdown: float = 1.0) -> int:
-        """H2O's max_runtime_secs (whole seconds) from what is left of the budget (less what follows the
-        search, ``slowdown`` times slower on a busy machine); at least MIN_SEARCH_S, because a search that
-        trains no model is worth nothing (the overrun is said in the log)."""
-        runtime = math.floor((left - FINISH_S * slowdown) * RUNTIME_SHARE)
-        if runtime < MIN_SEARCH_S:
-            print(f"only {left:.0f} s of the budget left after the JVM start: searching {MIN_SEARCH_S} s anyway")
-        return max(runtime, MIN_SEARCH_S)
-
-    def constructor_arguments(self, runtime: int) -> dict[str, Any]:
-        return {
-            "max_runtime_secs": runtime,
-            "seed": self.seed,
-            "sort_metric": self.sort_metric,
-            "nfolds": self.cv,
-            "project_name": "orchestra",
-            "verbosity": "warn",
-            **self.options,
-        }
+        metrics = {"cvScore": best_score, **_numbers(facts.get("performance", {}))}
+        return SearchOutcome(model, board, leader.algo, best_score, sort_metric, metadata, metrics)
 
 
 def h2o_leaderboard(search: Any) -> pd.DataFrame:

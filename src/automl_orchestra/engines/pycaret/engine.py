@@ -39,10 +39,11 @@ import pandas as pd
 from automl_orchestra.contracts.errors import StepError
 from automl_orchestra.contracts.outputs import OutputRef
 from automl_orchestra.engines.core import params as p
-from automl_orchestra.engines.core.automl import AutoMLRequest, training_data
-from automl_orchestra.engines.core.base import Engine, StepContext, StepResult
+from automl_orchestra.engines.core.automl import AutoMLEngine, AutoMLRequest, SearchOutcome, TrainingData
+from automl_orchestra.engines.core.base import StepContext, StepResult
 from automl_orchestra.engines.core.bounded import run_bounded
 from automl_orchestra.engines.core.calls import as_scalar, call_method, method_kwargs, qualified_name, shape_output
+from automl_orchestra.engines.core.model import AutoMLModel
 from automl_orchestra.engines.core.user_code import run_builder
 from automl_orchestra.engines.core.values import readable_json
 
@@ -94,8 +95,20 @@ FINISH_S = 3.0
 HOLDOUT_S = 2.0
 
 
-class PycaretEngine(Engine):
+class PycaretRequest(AutoMLRequest):
+    """The ``automl/pycaret`` body: the common request, the folds and PyCaret's ``options`` (sections
+    ``setup`` and ``compare_models`` passed to those calls, and ``finalize``)."""
+
+    def __init__(self, ctx: StepContext) -> None:
+        super().__init__(ctx)
+        self.options = dict(self.body.options)
+        short = self.time_budget < SHORT_BUDGET_S
+        self.folds = self.body.cv or (SHORT_BUDGET_FOLDS if short else 10)
+
+
+class PycaretEngine(AutoMLEngine[PycaretRequest]):
     name = "pycaret"
+    request_class = PycaretRequest
 
     # ----- the experiment ----------------------------------------------------------------------
 
@@ -165,8 +178,8 @@ class PycaretEngine(Engine):
 
         return run_builder(ctx, {"pycaret": pycaret})
 
-    def automl(self, ctx: StepContext) -> StepResult:
-        return run_automl(ctx)
+    def search(self, ctx: StepContext, request: PycaretRequest, data: TrainingData) -> SearchOutcome:
+        return search_pycaret(ctx, request, data)
 
     # ----- storage: experiments as PyCaret files + Parquet, the rest as usual -------------------
 
@@ -234,18 +247,44 @@ class PycaretEngine(Engine):
         return StepResult(value=result, metadata=metadata, metrics=metrics, derived=derived)
 
 
-class PycaretModel:
-    """What ``automl/pycaret`` stores: the finalized PyCaret pipeline and the columns it was trained on, so
-    ``predict`` accepts the table the step trained from (target and excluded columns may still be there)."""
+class PycaretModel(AutoMLModel):
+    """What ``automl/pycaret`` stores: the finalized PyCaret pipeline with the columns and types it was
+    trained on, so ``predict`` accepts the table the step trained from (target and excluded columns may
+    still be there). Its predictions are the pipeline's own (labels decoded by the pipeline)."""
 
-    def __init__(self, pipeline: Any, training: pd.DataFrame, target: str) -> None:
+    environment = "pycaret"
+
+    def __init__(
+        self,
+        pipeline: Any = None,
+        feature_names: list[str] | None = None,
+        dtypes: dict[str, Any] | None = None,
+        target_name: str | None = None,
+        task: str = "classification",
+    ) -> None:
         self.pipeline = pipeline
-        self.features = [str(name) for name in training.columns]
-        self.dtypes = {str(name): dtype for name, dtype in training.dtypes.items()}
-        self.target_name = target
+        self.feature_names = feature_names or []
+        self.dtypes = dtypes or {}
+        self.target_name = target_name
+        self.task = task
 
-    @property
-    def classes_(self) -> Any:
+    @classmethod
+    def trained_on(cls, pipeline: Any, training: pd.DataFrame, target: str, task: str) -> PycaretModel:
+        dtypes = {str(name): dtype for name, dtype in training.dtypes.items()}
+        return cls(pipeline, [str(name) for name in training.columns], dtypes, target, task)
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        # Models stored before the shared base named their columns ``features`` (now the method that reads
+        # them) and had no task: PyCaret's pipeline knows whether it classifies.
+        if isinstance(state.get("features"), list):
+            state["feature_names"] = state.pop("features")
+        if "task" not in state:
+            from sklearn.base import is_classifier
+
+            state["task"] = "classification" if is_classifier(state.get("pipeline")) else "regression"
+        super().__setstate__(state)
+
+    def labels(self) -> Any:
         """The labels in ``predict_proba``'s column order: PyCaret's estimator sees a label-encoded target (its
         ``classes_`` are 0..n-1), the pipeline's ``label_encoding`` step knows the labels."""
         classes = getattr(self.pipeline, "classes_", None)
@@ -255,13 +294,10 @@ class PycaretModel:
             return classes
         return np.asarray(labels)[np.asarray(classes, dtype=int)]
 
-    def _features(self, X: pd.DataFrame) -> pd.DataFrame:
-        missing = [name for name in self.features if name not in X.columns]
-        if missing:
-            raise StepError(f"X lacks columns the model was trained on: {missing}")
+    def features(self, X: Any) -> pd.DataFrame:
         # A column typed differently here (e.g. all blank, so read as text) would escape the pipeline's
         # imputers and encoders: give every column its training type.
-        frame = X[self.features].copy()
+        frame = self.select(X).copy()
         for name, dtype in self.dtypes.items():
             if frame[name].dtype != dtype:
                 frame[name] = frame[name].astype(dtype)
@@ -270,11 +306,16 @@ class PycaretModel:
                 frame[name] = frame[name].where(frame[name].notna(), np.nan)
         return frame
 
-    def predict(self, X: pd.DataFrame) -> Any:
-        return self.pipeline.predict(self._features(X))
+    def predict_features(self, features: Any, **kwargs: Any) -> Any:
+        return self.pipeline.predict(features, **kwargs)
 
-    def predict_proba(self, X: pd.DataFrame) -> Any:
-        return self.pipeline.predict_proba(self._features(X))
+    def proba_features(self, features: Any, **kwargs: Any) -> Any:
+        return self.pipeline.predict_proba(features, **kwargs)
+
+    def describe(self) -> dict[str, Any]:
+        steps = getattr(self.pipeline, "steps", None)
+        final = steps[-1][1] if steps else self.pipeline
+        return {"model": type(final).__name__, **super().describe()}
 
 
 # ----- experiments ---------------------------------------------------------------------------------
@@ -365,30 +406,15 @@ def grid_metrics(grid: pd.DataFrame) -> dict[str, float]:
 # ----- automl/pycaret ------------------------------------------------------------------------------
 
 
-def run_automl(ctx: StepContext) -> StepResult:
+def search_pycaret(ctx: StepContext, request: PycaretRequest, data: TrainingData) -> SearchOutcome:
     """Cross-validate PyCaret's models within a share of the budget, tune the winner with what is left,
     finalize it if that fits too. Every model fit runs bounded (:func:`run_bounded`), so the budget holds."""
     started = ctx.started  # the budget is the whole step's
-    request = AutoMLRequest(ctx)
-    data = training_data(ctx, request)
-    options = p.optional_dict(ctx.params, "options")
     frame = data.frame[[*data.decision.used, request.target]]
-    experiment = new_experiment(TASK_EXPERIMENTS[request.task], {})
     sort = pycaret_metric(request.metric, request.task)
-    cv = ctx.params.get("cv")
-    folds = int(cv) if cv else (SHORT_BUDGET_FOLDS if request.time_budget < SHORT_BUDGET_S else 10)
-    setup = {
-        "data": frame,
-        "target": request.target,
-        "session_id": request.seed,
-        "fold": folds,
-        **p.optional_dict(options, "setup"),
-    }
-    ctx.progress(0.02, "setup")
-    call_method(experiment, "setup", _setup_defaults(experiment, setup, ctx))
-    folds = int(setup["fold"])
+    experiment, folds = _set_up(ctx, request, frame)
     compare = _Compare(ctx, experiment, sort, started + COMPARE_SHARE * request.time_budget)
-    best = compare.run(p.optional_dict(options, "compare_models"))
+    best = compare.run(p.optional_dict(request.options, "compare_models"))
     deadline = started + request.time_budget - FINISH_S
     # One fit on every row (finalize_model) costs about one fold's fit on a bit more data.
     finalize_s = FINALIZE_FACTOR * best.seconds * min(ctx.cpus, folds) / folds
@@ -396,7 +422,7 @@ def run_automl(ctx: StepContext) -> StepResult:
     # Scores on PyCaret's holdout split (the model was fitted on the training split only).
     holdout = _call_scored(experiment, "predict_model", {"estimator": tuned})[1]
     final, finalized = _with_preprocessing(experiment, tuned), "not enough time left to refit on every row"
-    if not p.optional_bool(options, "finalize", True):
+    if not p.optional_bool(request.options, "finalize", True):
         finalized = "not asked for (options.finalize false): fitted on PyCaret's training split"
     elif deadline - time.monotonic() > finalize_s:
         ctx.progress(0.9, "finalize_model")
@@ -409,10 +435,6 @@ def run_automl(ctx: StepContext) -> StepResult:
     metadata = {
         "experiment": type(experiment).__name__,
         "bestModel": type(tuned).__name__,
-        # the keys every automl engine shares (a comparison's leaderboard reads them)
-        "bestLearner": type(tuned).__name__,
-        "bestScore": best_score,
-        "metric": sort,
         "model": readable_json(tuned),
         "sort": sort,
         "folds": folds,
@@ -423,8 +445,25 @@ def run_automl(ctx: StepContext) -> StepResult:
         "holdout": holdout,
         "searchSeconds": round(time.monotonic() - started, 2),
     }
-    model = PycaretModel(final, frame.drop(columns=[request.target]), request.target)
-    return StepResult(value=model, metadata=metadata, metrics=metrics, derived={"leaderboard": compare.leaderboard()})
+    model = PycaretModel.trained_on(final, frame.drop(columns=[request.target]), request.target, request.task)
+    board = compare.leaderboard()
+    return SearchOutcome(model, board, type(tuned).__name__, best_score, sort, metadata, metrics)
+
+
+def _set_up(ctx: StepContext, request: PycaretRequest, frame: pd.DataFrame) -> tuple[Any, int]:
+    """A new experiment of the task, set up on the training table; and its folds (``options.setup`` may
+    have set them)."""
+    experiment = new_experiment(TASK_EXPERIMENTS[request.task], {})
+    setup = {
+        "data": frame,
+        "target": request.target,
+        "session_id": request.seed,
+        "fold": request.folds,
+        **p.optional_dict(request.options, "setup"),
+    }
+    ctx.progress(0.02, "setup")
+    call_method(experiment, "setup", _setup_defaults(experiment, setup, ctx))
+    return experiment, int(setup["fold"])
 
 
 @dataclass

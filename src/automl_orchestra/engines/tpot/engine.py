@@ -31,11 +31,11 @@ from sklearn.base import BaseEstimator, clone
 
 from automl_orchestra.contracts import catalog
 from automl_orchestra.contracts.errors import StepError
-from automl_orchestra.engines.core import params as p
-from automl_orchestra.engines.core.automl import AutoMLRequest, training_data
+from automl_orchestra.engines.core.automl import AutoMLEngine, AutoMLRequest, SearchOutcome, TrainingData
 from automl_orchestra.engines.core.base import StepContext, StepResult
 from automl_orchestra.engines.core.bounded import run_bounded
 from automl_orchestra.engines.core.calls import MethodEngine, as_scalar, fitted_summary
+from automl_orchestra.engines.core.model import AutoMLModel
 
 CODE_FILE = "pipeline.py"
 # Levels one-hot encoded per text column (the most frequent ones).
@@ -57,6 +57,8 @@ MIN_BASELINE_S = 10.0  # small budgets: the first baseline may take most of them
 MIN_TPOT_S = 8.0
 # A shorter evaluation limit times out every pipeline of the first generation on a busy machine.
 MIN_EVAL_S = 10.0
+# TPOT arguments the step sets from its own parameters and limits.
+RESERVED_OPTIONS = frozenset({"n_jobs", "processes", "client", "max_time_mins", "cv", "random_state"})
 
 
 @contextlib.contextmanager
@@ -78,11 +80,8 @@ def tpot_defaults(kwargs: dict[str, Any], cpus: int) -> dict[str, Any]:
     }
 
 
-class TpotModel(BaseEstimator):
-    """The chosen pipeline of ``automl/tpot``: a fitted scikit-learn estimator with its feature columns.
-
-    ``predict`` accepts the table the step trained on (id, target and excluded columns may be there).
-    """
+class TpotModel(AutoMLModel):
+    """The chosen pipeline of ``automl/tpot``: a fitted scikit-learn estimator with its feature columns."""
 
     def __init__(
         self,
@@ -104,19 +103,17 @@ class TpotModel(BaseEstimator):
         # Text feature columns and their levels: one 0/1 column per level (TPOT's operators need numbers).
         self.categories = categories or {}
 
-    @property
-    def classes_(self) -> Any:
-        return np.asarray(self.classes) if self.classes is not None else self.pipeline.classes_
+    def labels(self) -> Any:
+        return self.classes if self.classes is not None else self.pipeline.classes_
 
     def __sklearn_is_fitted__(self) -> bool:
         return self.pipeline is not None
 
     def features(self, X: Any) -> np.ndarray:
+        """The numeric matrix the pipeline was trained on: numbers as they are, text one-hot encoded."""
         if not isinstance(X, pd.DataFrame):
             return clean_matrix(np.asarray(X, dtype=np.float64))
-        missing = [name for name in self.feature_names if name not in X.columns]
-        if missing:
-            raise StepError(f"the data lacks {len(missing)} of the model's feature columns, e.g. {missing[:5]}")
+        X = self.select(X)
         categories = getattr(self, "categories", {})  # models saved before text columns were encoded have none
         numeric = [name for name in self.feature_names if name not in categories]
         parts = [X[numeric].to_numpy(dtype=np.float64)]
@@ -125,24 +122,15 @@ class TpotModel(BaseEstimator):
             parts.append(np.stack([values == level for level in levels], axis=1).astype(np.float64))
         return clean_matrix(np.hstack(parts))
 
-    def predict(self, X: Any) -> np.ndarray:
-        predicted = np.asarray(self.pipeline.predict(self.features(X)))
+    def predict_features(self, features: Any, **kwargs: Any) -> np.ndarray:
+        predicted = np.asarray(self.pipeline.predict(features, **kwargs))
         return np.asarray(self.classes, dtype=object)[predicted.astype(int)] if self.classes is not None else predicted
 
-    def predict_proba(self, X: Any) -> np.ndarray:
-        return np.asarray(self.pipeline.predict_proba(self.features(X)))
+    def proba_features(self, features: Any, **kwargs: Any) -> np.ndarray:
+        return np.asarray(self.pipeline.predict_proba(features, **kwargs))
 
-    def score(self, X: Any, y: Any) -> float:
-        if self.task == "classification":
-            return float(np.mean(self.predict(X).astype(str) == np.asarray(y).astype(str)))
-        return float(self.pipeline.score(self.features(X), y))
-
-    def __sklearn_tags__(self) -> Any:
-        tags = self.pipeline.__sklearn_tags__() if self.pipeline is not None else super().__sklearn_tags__()
-        return tags
-
-    def __repr__(self, N_CHAR_MAX: int = 700) -> str:
-        return f"TpotModel(source={self.source!r}, pipeline={pipeline_text(self.pipeline)[:N_CHAR_MAX]})"
+    def describe(self) -> dict[str, Any]:
+        return {"source": self.source, "pipeline": pipeline_text(self.pipeline)}
 
 
 def one_hot_levels(features: pd.DataFrame) -> dict[str, list[str]]:
@@ -174,11 +162,32 @@ def clean_matrix(matrix: np.ndarray) -> np.ndarray:
     return np.nan_to_num(matrix, nan=0.0, posinf=0.0, neginf=0.0)
 
 
-class TpotEngine(MethodEngine):
+class TpotRequest(AutoMLRequest):
+    """The ``automl/tpot`` body: the common request, the scorer, folds, TPOT's evolution and ``options``
+    (``baselines`` among them: the strong baselines TPOT must beat)."""
+
+    def __init__(self, ctx: StepContext) -> None:
+        super().__init__(ctx)
+        body = self.body
+        default = "accuracy" if self.task == "classification" else "r2"
+        self.scoring = body.scoring or (self.metric if self.metric != "auto" else default)
+        self.cv = body.cv or 5
+        self.generations = body.generations
+        self.population_size = body.populationSize
+        options = self.options_except(ctx, RESERVED_OPTIONS)
+        baselines = options.pop("baselines", list(BASELINES))
+        if not isinstance(baselines, list) or any(name not in BASELINES for name in baselines):
+            raise StepError(f"options.baselines must be a list of {list(BASELINES)}")
+        self.baselines: list[str] = baselines
+        self.options = options
+
+
+class TpotEngine(MethodEngine, AutoMLEngine[TpotRequest]):
     name = "tpot"
     allowed_modules = catalog.TOOLS["tpot"].allowed_modules
     default_module = "tpot"
     default_class = "TPOTClassifier"
+    request_class = TpotRequest
 
     def configure(self, factory: Callable[..., Any], kwargs: dict[str, Any], ctx: StepContext) -> dict[str, Any]:
         if (getattr(factory, "__module__", "") or "").startswith("tpot"):
@@ -203,41 +212,31 @@ class TpotEngine(MethodEngine):
             metadata["evaluatedPipelines"] = len(board)
         return metadata, metrics
 
-    def automl(self, ctx: StepContext) -> StepResult:
-        settings = _AutomlSettings(ctx)
-        data = training_data(ctx, settings)
+    def search(self, ctx: StepContext, request: TpotRequest, data: TrainingData) -> SearchOutcome:
         frame, decision = data.frame, data.decision
         categories = one_hot_levels(frame[decision.used])
         for column, levels in categories.items():
             print(f"one-hot encoding text column {column!r} ({len(levels)} levels)", flush=True)
-        y, classes = encoded_target(frame[settings.target], settings.task)
-        model = TpotModel(None, decision.used, settings.target, settings.task, "", classes, categories)
+        y, classes = encoded_target(frame[request.target], request.task)
+        model = TpotModel(None, decision.used, request.target, request.task, "", classes, categories)
         X = model.features(frame)
-        search = _Search(settings, ctx, X, y, deadline=settings.deadline)
+        search = _Search(request, ctx, X, y, deadline=request.deadline)
         best = search.run()
         model.pipeline, model.source = best.estimator, best.name
         (ctx.output_dir / CODE_FILE).write_text(export_code(best.estimator), encoding="utf-8")
-        board = search.leaderboard()
         metadata = {
-            "bestLearner": best.name,
-            "bestScore": best.score,
-            "metric": settings.scoring,
-            "cv": settings.cv,
+            "cv": request.cv,
             "pipeline": pipeline_text(best.estimator),
-            "task": settings.task,
-            "timeBudget": settings.time_budget,
-            "columns": decision.as_metadata(),
-            "trainRows": len(frame),
             "trainShape": [len(frame), len(decision.used)],
             "oneHot": {column: len(levels) for column, levels in categories.items()},
-            "learners": len(board),
             "cvScores": search.extra_scores(),
             "cvMetrics": best.metrics,
             "selection": search.selection,
             "codeFile": CODE_FILE,
         }
-        metrics = {"bestScore": best.score, "cvScore": best.score, **search.extra_scores()}
-        return StepResult(value=model, metadata=metadata, metrics=metrics, derived={"leaderboard": board})
+        metrics = {"cvScore": best.score, **search.extra_scores()}
+        board = search.leaderboard()
+        return SearchOutcome(model, board, best.name, best.score, request.scoring, metadata, metrics)
 
 
 @dataclass
@@ -255,7 +254,7 @@ class _Candidate:
 class _Search:
     """Baselines by cross-validation, then TPOT within what is left of the budget; the best CV score wins."""
 
-    def __init__(self, settings: _AutomlSettings, ctx: StepContext, X: np.ndarray, y: np.ndarray, deadline: float):
+    def __init__(self, settings: TpotRequest, ctx: StepContext, X: np.ndarray, y: np.ndarray, deadline: float):
         self.settings = settings
         self.ctx = ctx
         self.X = X
@@ -409,7 +408,7 @@ def choose_winner(candidates: list[_Candidate]) -> tuple[_Candidate, str]:
 
 
 def fit_tpot_bounded(
-    settings: _AutomlSettings, ctx: StepContext, X: np.ndarray, y: np.ndarray, seconds: float, hard_limit: float
+    settings: TpotRequest, ctx: StepContext, X: np.ndarray, y: np.ndarray, seconds: float, hard_limit: float
 ) -> tuple[Any, pd.DataFrame | None, str] | None:
     """TPOT's search bounded by ``hard_limit`` (:func:`run_bounded`): (fitted pipeline, evaluated rows,
     objective column), or None when it failed or was stopped.
@@ -429,7 +428,7 @@ def fit_tpot_bounded(
 
 
 def _fit_tpot(
-    settings: _AutomlSettings, cpus: int, work_dir: Path, X: np.ndarray, y: np.ndarray, seconds: float
+    settings: TpotRequest, cpus: int, work_dir: Path, X: np.ndarray, y: np.ndarray, seconds: float
 ) -> tuple[Any, pd.DataFrame | None, str]:
     began = time.monotonic()
     estimator = make_tpot(settings, cpus, seconds)
@@ -491,7 +490,7 @@ def default_population(seconds: float) -> int:
     return int(min(50, max(8, seconds * 50 / 60)))
 
 
-def make_tpot(settings: _AutomlSettings, cpus: int, seconds: float) -> Any:
+def make_tpot(settings: TpotRequest, cpus: int, seconds: float) -> Any:
     from tpot import TPOTClassifier, TPOTRegressor
 
     factory = TPOTClassifier if settings.task == "classification" else TPOTRegressor
@@ -511,30 +510,6 @@ def make_tpot(settings: _AutomlSettings, cpus: int, seconds: float) -> Any:
     # a 15 s search ran 35 s here. Short searches get a smaller population so a generation fits.
     arguments["population_size"] = settings.population_size or default_population(seconds)
     return factory(**tpot_defaults(arguments, cpus))
-
-
-class _AutomlSettings(AutoMLRequest):
-    """The ``automl/tpot`` parameters, validated."""
-
-    def __init__(self, ctx: StepContext) -> None:
-        super().__init__(ctx)
-        params = ctx.params
-        default = "accuracy" if self.task == "classification" else "r2"
-        self.scoring = p.optional_str(params, "scoring") or (self.metric if self.metric != "auto" else default)
-        self.cv = p.optional_int(params, "cv", 5, minimum=2, maximum=100)
-        generations = params.get("generations")
-        population = params.get("populationSize")
-        self.generations = int(generations) if generations is not None else None
-        self.population_size = int(population) if population is not None else None
-        options = dict(ctx.resolve(p.optional_dict(params, "options")))
-        baselines = options.pop("baselines", list(BASELINES))
-        if not isinstance(baselines, list) or any(name not in BASELINES for name in baselines):
-            raise StepError(f"options.baselines must be a list of {list(BASELINES)}")
-        self.baselines: list[str] = baselines
-        reserved = sorted({"n_jobs", "processes", "client", "max_time_mins", "cv", "random_state"} & set(options))
-        if reserved:
-            raise StepError(f"options {reserved} are set by the step itself; use its top-level parameters")
-        self.options = options
 
 
 # ----- readable code ---------------------------------------------------------------------------------
