@@ -113,6 +113,7 @@ TOOLS: dict[str, ToolSpec] = {
         ),
         ToolSpec(
             name="flaml",
+            parameters={"model": "automl_orchestra.engines.flaml.parameters:FlamlModelBody"},
             services=("model", "automl", *METHOD_SERVICES),
             implementation="automl_orchestra.engines.flaml.engine:FlamlEngine",
             allowed_modules=("flaml",),
@@ -142,6 +143,7 @@ TOOLS: dict[str, ToolSpec] = {
         ),
         ToolSpec(
             name="tpot",
+            parameters={"model": "automl_orchestra.engines.tpot.parameters:TpotModelBody"},
             services=("model", "automl", *METHOD_SERVICES),
             implementation="automl_orchestra.engines.tpot.engine:TpotEngine",
             allowed_modules=("tpot", "sklearn"),
@@ -167,6 +169,7 @@ TOOLS: dict[str, ToolSpec] = {
         ),
         ToolSpec(
             name="h2o",
+            parameters={"model": "automl_orchestra.engines.h2o.parameters:H2OModelBody"},
             services=("model", "automl", *METHOD_SERVICES),
             implementation="automl_orchestra.engines.h2o.engine:H2OEngine",
             allowed_modules=("h2o",),
@@ -176,6 +179,7 @@ TOOLS: dict[str, ToolSpec] = {
         ),
         ToolSpec(
             name="autogluon",
+            parameters={"model": "automl_orchestra.engines.autogluon.parameters:AutoGluonModelBody"},
             services=("model", "automl", *METHOD_SERVICES),
             implementation="automl_orchestra.engines.autogluon.engine:AutoGluonEngine",
             allowed_modules=("autogluon.tabular",),
@@ -249,7 +253,10 @@ TOOLS: dict[str, ToolSpec] = {
         ),
         ToolSpec(
             name="autokeras",
-            parameters={"automl": "automl_orchestra.engines.keras.parameters:AutoKerasBody"},
+            parameters={
+                "model": "automl_orchestra.engines.keras.parameters:AutoKerasModelBody",
+                "automl": "automl_orchestra.engines.keras.parameters:AutoKerasBody",
+            },
             services=("model", "train", "predict", "evaluate", "explore", "automl"),
             implementation="automl_orchestra.engines.keras.autokeras:AutoKerasEngine",
             allowed_modules=("autokeras",),
@@ -261,6 +268,7 @@ TOOLS: dict[str, ToolSpec] = {
         ),
         ToolSpec(
             name="keras",
+            parameters={"model": "automl_orchestra.engines.keras.parameters:KerasModelBody"},
             services=("model", "train", "predict", "evaluate"),
             implementation="automl_orchestra.engines.keras.keras:KerasEngine",
             allowed_modules=("keras",),

@@ -12,9 +12,12 @@ from __future__ import annotations
 
 from typing import Annotated, Any, ClassVar, Literal, Self, get_args
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, create_model, field_validator
 
 from automl_orchestra.contracts.references import NAME_PATTERN
+
+MODULE_PATH_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$"
+CLASS_PATTERN = r"^[A-Za-z][A-Za-z0-9_]*$"
 
 NAME_FIELD_DOC = f"step name, unique, matching ^{NAME_PATTERN}$"
 
@@ -160,13 +163,36 @@ class ModelBody(StepBody):
         pattern=f"^{NAME_PATTERN}$",
         validation_alias=AliasChoices("name", "modelName"),
     )
-    modulePath: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
+    modulePath: str = Field(pattern=MODULE_PATH_PATTERN)
     class_: str = Field(
         validation_alias=AliasChoices("class", "className", "class_"),
         serialization_alias="class",
-        pattern=r"^[A-Za-z][A-Za-z0-9_]*$",
+        pattern=CLASS_PATTERN,
     )
     classParameters: dict[str, Any] = Field(default_factory=dict)
+
+
+def model_body_with_default(
+    model_name: str, module_path: str, class_name: str, example: dict[str, Any], doc: str
+) -> type[ModelBody]:
+    """The ``model/{tool}`` request of a tool with a usual class: ``modulePath`` and ``class`` default to it."""
+    body = create_model(
+        model_name,
+        __base__=ModelBody,
+        __doc__=doc,
+        modulePath=(str, Field(default=module_path, pattern=MODULE_PATH_PATTERN)),
+        class_=(
+            str,
+            Field(
+                default=class_name,
+                validation_alias=AliasChoices("class", "className", "class_"),
+                serialization_alias="class",
+                pattern=CLASS_PATTERN,
+            ),
+        ),
+    )
+    body.example = {"name": example.pop("name"), "modulePath": module_path, "class": class_name, **example}
+    return body
 
 
 class MethodBody(StepBody):
@@ -212,7 +238,7 @@ class ExploreToolBody(StepBody):
     }
 
     parentName: str | None = None
-    modulePath: str | None = Field(default=None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
+    modulePath: str | None = Field(default=None, pattern=MODULE_PATH_PATTERN)
     class_: str | None = Field(
         default=None,
         validation_alias=AliasChoices("class", "className", "class_"),

@@ -21,7 +21,7 @@ import pandas as pd
 from automl_orchestra.contracts import catalog
 from automl_orchestra.contracts.errors import StepError
 from automl_orchestra.contracts.outputs import OutputRef
-from automl_orchestra.engines.core import params as p
+from automl_orchestra.contracts.parameters import MethodBody, ModelBody
 from automl_orchestra.engines.core.automl import AutoMLEngine, AutoMLRequest, SearchOutcome, TrainingData
 from automl_orchestra.engines.core.base import StepContext, StepResult
 from automl_orchestra.engines.core.calls import (
@@ -127,8 +127,6 @@ class AutoGluonRequest(AutoMLRequest):
 class AutoGluonEngine(MethodEngine, AutoMLEngine[AutoGluonRequest]):
     name = "autogluon"
     allowed_modules = catalog.TOOLS["autogluon"].allowed_modules
-    default_module = "autogluon.tabular"
-    default_class = "TabularPredictor"
     request_class = AutoGluonRequest
 
     def load(self, ref: OutputRef, local_dir: Path) -> Any:
@@ -138,8 +136,8 @@ class AutoGluonEngine(MethodEngine, AutoMLEngine[AutoGluonRequest]):
         return value
 
     def model(self, ctx: StepContext) -> StepResult:
-        module_path = p.optional_str(ctx.params, "modulePath", self.default_module) or ""
-        class_name = p.optional_str(ctx.params, "class", self.default_class) or ""
+        request = ctx.request_as(ModelBody)
+        module_path, class_name = request.modulePath, request.class_
         factory = import_allowed(module_path, class_name, self.allowed_modules)
         kwargs = method_kwargs(ctx, "classParameters")
         if "path" in kwargs:
@@ -150,12 +148,13 @@ class AutoGluonEngine(MethodEngine, AutoMLEngine[AutoGluonRequest]):
         return StepResult(value=ModelSpec(module_path, class_name, kwargs), metadata=metadata)
 
     def _fit(self, ctx: StepContext) -> StepResult:
-        blueprint = ctx.load_step(p.require_str(ctx.params, "parentName"))
+        request = ctx.request_as(MethodBody)
+        blueprint = ctx.load_step(request.parentName)
         if not isinstance(blueprint, ModelSpec):
             return super()._fit(ctx)
         factory = import_allowed(blueprint.module_path, blueprint.class_name, self.allowed_modules)
         predictor = factory(**blueprint.kwargs, path=str(ctx.output_dir / PREDICTOR_DIR))
-        method = p.optional_str(ctx.params, "method") or "fit"
+        method = request.method or "fit"
         kwargs = {"num_cpus": ctx.cpus, "num_gpus": gpu_count(ctx), **method_kwargs(ctx)}
         print(f"calling {blueprint.class_name}.{method}({', '.join(kwargs)})", flush=True)
         call_method(predictor, method, kwargs)

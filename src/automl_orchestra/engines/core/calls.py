@@ -302,8 +302,6 @@ class MethodEngine(Engine):
     allowed_modules: ClassVar[tuple[str, ...]] = ()
     # What a subclass's own ``model`` (one that reads a request model where they are optional) falls back to;
     # ``ModelBody``, read here, requires both.
-    default_module: ClassVar[str | None] = None
-    default_class: ClassVar[str | None] = None
 
     def model(self, ctx: StepContext) -> StepResult:
         request = ctx.request_as(ModelBody)

@@ -140,8 +140,6 @@ class FlamlRequest(AutoMLRequest):
 class FlamlEngine(MethodEngine, AutoMLEngine[FlamlRequest]):
     name = "flaml"
     allowed_modules = catalog.TOOLS["flaml"].allowed_modules
-    default_module = "flaml"
-    default_class = "AutoML"
     request_class = FlamlRequest
 
     def configure(self, factory: Callable[..., Any], kwargs: dict[str, Any], ctx: StepContext) -> dict[str, Any]:

@@ -42,7 +42,7 @@ import pandas as pd
 from automl_orchestra.contracts import catalog
 from automl_orchestra.contracts.errors import StepError
 from automl_orchestra.contracts.outputs import OutputRef
-from automl_orchestra.engines.core import params as p
+from automl_orchestra.contracts.parameters import MethodBody, ModelBody
 from automl_orchestra.engines.core.automl import AutoMLEngine, AutoMLRequest, SearchOutcome, TrainingData
 from automl_orchestra.engines.core.base import StepContext, StepResult
 from automl_orchestra.engines.core.calls import (
@@ -522,8 +522,6 @@ class H2ORequest(AutoMLRequest):
 class H2OEngine(MethodEngine, AutoMLEngine[H2ORequest]):
     name = "h2o"
     allowed_modules = catalog.TOOLS["h2o"].allowed_modules
-    default_module = "h2o.automl"
-    default_class = "H2OAutoML"
     request_class = H2ORequest
 
     def predict(self, ctx: StepContext) -> StepResult:
@@ -537,7 +535,7 @@ class H2OEngine(MethodEngine, AutoMLEngine[H2ORequest]):
     def _scoring(self, ctx: StepContext) -> contextlib.AbstractContextManager[Any]:
         """One JVM for the step, with the step's allowances, when the parent is a stored H2O model without a
         MOJO (a MOJO scores in its own short java process)."""
-        parent = ctx.load_step(p.require_str(ctx.params, "parentName"))
+        parent = ctx.load_step(ctx.request_as(MethodBody).parentName)
         if isinstance(parent, H2OModel) and parent.mojo_path() is None:
             return h2o_cluster(ctx)
         return contextlib.nullcontext()
@@ -549,8 +547,8 @@ class H2OEngine(MethodEngine, AutoMLEngine[H2ORequest]):
         return value
 
     def model(self, ctx: StepContext) -> StepResult:
-        module_path = p.optional_str(ctx.params, "modulePath", self.default_module) or ""
-        class_name = p.optional_str(ctx.params, "class", self.default_class) or ""
+        request = ctx.request_as(ModelBody)
+        module_path, class_name = request.modulePath, request.class_
         factory = import_allowed(module_path, class_name, self.allowed_modules)
         if not callable(factory):
             raise StepError(f"{module_path}.{class_name} cannot be instantiated")
@@ -563,10 +561,11 @@ class H2OEngine(MethodEngine, AutoMLEngine[H2ORequest]):
         return StepResult(value=ModelSpec(module_path, class_name, kwargs), metadata=metadata)
 
     def _fit(self, ctx: StepContext) -> StepResult:
-        blueprint = ctx.load_step(p.require_str(ctx.params, "parentName"))
+        request = ctx.request_as(MethodBody)
+        blueprint = ctx.load_step(request.parentName)
         if not isinstance(blueprint, ModelSpec):
             return super()._fit(ctx)  # a stored H2OModel: only its Python-side methods apply
-        method = p.optional_str(ctx.params, "method") or "train"
+        method = request.method or "train"
         kwargs = method_kwargs(ctx)
         factory = import_allowed(blueprint.module_path, blueprint.class_name, self.allowed_modules)
         with h2o_cluster(ctx):

@@ -236,8 +236,6 @@ class AutoKerasModel:
 class AutoKerasEngine(MethodEngine):
     name = "autokeras"
     allowed_modules = catalog.TOOLS["autokeras"].allowed_modules
-    default_module = "autokeras"
-    default_class = "ImageClassifier"
 
     def model(self, ctx: StepContext) -> StepResult:
         import_autokeras(ctx.cpus)

@@ -194,8 +194,6 @@ def as_array(value: Any, name: str) -> Any:
 class KerasEngine(MethodEngine):
     name = "keras"
     allowed_modules = catalog.TOOLS["keras"].allowed_modules
-    default_module = "keras"
-    default_class = "Sequential"
 
     def model(self, ctx: StepContext) -> StepResult:
         keras = import_keras(ctx.cpus)

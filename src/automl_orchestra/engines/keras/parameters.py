@@ -1,4 +1,5 @@
-"""The request of ``automl/autokeras``."""
+"""The requests of the Keras tools with fields of their own: ``model/keras``, ``model/autokeras`` and
+``automl/autokeras``."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ from typing import Any, ClassVar
 
 from pydantic import Field, field_validator
 
-from automl_orchestra.contracts.parameters import AutoMLBody
+from automl_orchestra.contracts.parameters import AutoMLBody, model_body_with_default
 
 
 class AutoKerasBody(AutoMLBody):
@@ -44,3 +45,19 @@ class AutoKerasBody(AutoMLBody):
         if value is not None and any(size <= 0 for size in value):
             raise ValueError("imageShape must be a list of positive integers, e.g. [28, 28] or [32, 32, 3]")
         return value
+
+
+KerasModelBody = model_body_with_default(
+    "KerasModelBody",
+    "keras",
+    "Sequential",
+    {"name": "mnist_cnn", "classParameters": {"layers": ["#keras.layers.Dense(10, activation='softmax')"]}},
+    '``model/keras``: a Keras model (``Sequential`` by default) from ``"#..."`` layer expressions (code roles only).',
+)
+AutoKerasModelBody = model_body_with_default(
+    "AutoKerasModelBody",
+    "autokeras",
+    "ImageClassifier",
+    {"name": "mnist_model", "classParameters": {"max_trials": 1, "seed": 1}},
+    "``model/autokeras``: an AutoKeras task (``ImageClassifier`` by default) with AutoKeras' own arguments.",
+)

@@ -185,8 +185,6 @@ class TpotRequest(AutoMLRequest):
 class TpotEngine(MethodEngine, AutoMLEngine[TpotRequest]):
     name = "tpot"
     allowed_modules = catalog.TOOLS["tpot"].allowed_modules
-    default_module = "tpot"
-    default_class = "TPOTClassifier"
     request_class = TpotRequest
 
     def configure(self, factory: Callable[..., Any], kwargs: dict[str, Any], ctx: StepContext) -> dict[str, Any]:
