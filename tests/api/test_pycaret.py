@@ -219,6 +219,18 @@ def test_automl_pycaret_stops_a_model_at_the_budget_and_keeps_the_finished_ones(
     assert len(predicted) == 100 and sum(row["prediction"] == y[i] for i, row in enumerate(predicted)) > 70
 
 
+def test_automl_pycaret_refuses_options_of_the_wrong_type(
+    pycaret_server: ServerHandle, http: httpx.Client, titanic: str
+) -> None:
+    # PyCaret's options sections are typed in its request model: refused at POST, nothing is created.
+    body = {"name": "pc_bad_options", "parentName": titanic, "target": "Survived", "timeBudget": 25}
+    options = {"finalize": "no", "setup": ["fold", 3]}
+    refused = http.post("/automl/pycaret", json={**body, "options": options})
+    assert refused.status_code == 422, refused.text
+    assert "options.finalize" in refused.text and "options.setup" in refused.text
+    assert http.get("/steps/pc_bad_options").status_code == 404
+
+
 def test_regression_clustering_and_anomaly_experiments(
     pycaret_server: ServerHandle, http: httpx.Client, tmp_path: Path
 ) -> None:

@@ -129,7 +129,7 @@ def test_model_and_train_with_flaml_automl(harness: Harness) -> None:
     ("params", "message"),
     [
         ({"target": "nope"}, "target 'nope' is not a column"),
-        ({"target": "y", "task": "ranking"}, "task 'ranking' is not one of"),
+        ({"target": "y", "task": "ranking"}, "task: Input should be 'classification' or 'regression', not 'ranking'"),
         ({"target": "y", "options": {"time_budget": 3}}, r"options \['time_budget'\] are set by the step"),
         ({"target": "y", "excludeColumns": ["a"], "keepColumns": ["a"]}, "listed in both"),
         ({"target": "y", "excludeColumns": ["zz"]}, "excludeColumns: unknown column"),

@@ -152,7 +152,10 @@ TOOLS: dict[str, ToolSpec] = {
         ),
         ToolSpec(
             name="pycaret",
-            parameters={"model": "automl_orchestra.engines.pycaret.parameters:ExperimentBody"},
+            parameters={
+                "model": "automl_orchestra.engines.pycaret.parameters:ExperimentBody",
+                "automl": "automl_orchestra.engines.pycaret.parameters:PycaretAutoMLBody",
+            },
             services=("model", "transform", "explore", *METHOD_SERVICES, "automl", "builder"),
             implementation="automl_orchestra.engines.pycaret.engine:PycaretEngine",
             environment="pycaret",

@@ -22,8 +22,6 @@ from automl_orchestra.engines.core.base import Engine, StepContext, StepResult
 from automl_orchestra.engines.core.columns import ColumnDecision, select_features
 from automl_orchestra.engines.core.model import AutoMLModel
 
-TASKS = ("classification", "regression")
-
 
 class AutoMLRequest:
     """The declarative ``automl`` body, as the engines use it: a view over ``ctx.request`` with the deadline.
@@ -32,7 +30,7 @@ class AutoMLRequest:
     """
 
     def __init__(self, ctx: StepContext) -> None:
-        _check_task(ctx.params)
+        # An unknown task is refused here by the model, with the value given and the allowed ones.
         self.body = ctx.request_as(AutoMLBody)
         self.parent = self.body.parentName
         self.target = self.body.target
@@ -144,13 +142,6 @@ def bounded_budget(requested: float, step_timeout: float) -> float:
     """The largest search budget up to ``requested`` that leaves the reserve under the hard step timeout for
     loading the data, the final retraining and saving the model (the worker is killed at the timeout)."""
     return max(1.0, min(requested, step_timeout - budget_reserve_s(step_timeout)))
-
-
-def _check_task(params: dict[str, Any]) -> None:
-    # The request model refuses an unknown task too, but in pydantic's words; this names the value given.
-    task = params.get("task") or "classification"
-    if task not in TASKS:
-        raise StepError(f"task {task!r} is not one of {list(TASKS)}")
 
 
 def _check_budget(budget: float, step_timeout: float) -> None:

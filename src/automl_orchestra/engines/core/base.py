@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Any, ClassVar, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from automl_orchestra.contracts import references
 from automl_orchestra.contracts.errors import StepError
@@ -19,6 +19,10 @@ from automl_orchestra.contracts.jobs import JobSpec
 from automl_orchestra.contracts.outputs import OutputRef
 from automl_orchestra.contracts.parameters import StepBody
 from automl_orchestra.store.artifacts import ArtifactStore
+
+if TYPE_CHECKING:
+    from pydantic import ValidationError
+    from pydantic_core import ErrorDetails
 
 RequestT = TypeVar("RequestT", bound=StepBody)
 
@@ -78,11 +82,8 @@ class StepContext:
         try:
             return model.for_job(self.job.step_name, self.job.parameters)
         except ValidationError as exc:
-            problems = "; ".join(
-                f"{'.'.join(map(str, error['loc'])) or 'parameters'}: {error['msg']}" for error in exc.errors()
-            )
             raise StepError(
-                f"the step's parameters do not fit {self.job.service}/{self.job.tool}: {problems}"
+                f"the step's parameters do not fit {self.job.service}/{self.job.tool}: {validation_problems(exc)}"
             ) from None
 
     def request_as(self, model: type[RequestT]) -> RequestT:
@@ -124,6 +125,23 @@ class StepContext:
             path += f".{attr}"
             value = _get_attribute(value, attr, path)
         return value
+
+
+# Errors whose message lists the allowed values but not the one given: the message adds it.
+CHOICE_ERRORS = frozenset({"literal_error", "enum"})
+
+
+def validation_problems(exc: ValidationError) -> str:
+    """A request model's validation errors in one line, each with the field it is about; a choice error also
+    names the value given ("task: Input should be 'classification' or 'regression', not 'ranking'")."""
+    return "; ".join(_problem(error) for error in exc.errors())
+
+
+def _problem(error: ErrorDetails) -> str:
+    where = ".".join(map(str, error["loc"])) or "parameters"
+    if error["type"] in CHOICE_ERRORS:
+        return f"{where}: {error['msg']}, not {error['input']!r}"
+    return f"{where}: {error['msg']}"
 
 
 def _get_attribute(value: Any, attr: str, path: str) -> Any:

@@ -30,6 +30,7 @@ import json
 import math
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +45,7 @@ from automl_orchestra.engines.core.automl import AutoMLRequest, bounded_budget
 from automl_orchestra.engines.core.base import StepContext, StepResult
 from automl_orchestra.engines.core.calls import MethodEngine, call_on_parent, import_allowed, method_kwargs
 from automl_orchestra.engines.core.columns import select_features
+from automl_orchestra.engines.core.model import ModelSpec
 from automl_orchestra.engines.core.values import load_value, readable_json, save_value, write_json
 from automl_orchestra.engines.keras import trial_process
 from automl_orchestra.engines.keras.keras import (
@@ -117,34 +119,30 @@ def import_autokeras(cpus: int | None = None) -> Any:
 # ----- what the steps store ------------------------------------------------------------------------
 
 
-class AutoKerasSpec:
-    """What ``model/autokeras`` stores: the AutoKeras class and its parameters, built by the train step."""
+@dataclass(repr=False)
+class AutoKerasModelSpec(ModelSpec):
+    """What ``model/autokeras`` stores: the AutoKeras class and its arguments (``ModelSpec``) and the time
+    one trial may run; the train step builds and searches it. Stored as JSON (``spec.json``), not pickled."""
 
-    def __init__(
-        self, module_path: str, class_name: str, parameters: dict[str, Any], trial_timeout: float | None = None
-    ) -> None:
-        self.module_path = module_path
-        self.class_name = class_name
-        self.parameters = parameters
-        self.trial_timeout = trial_timeout
+    trial_timeout: float | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
             "modulePath": self.module_path,
             "class": self.class_name,
-            "classParameters": self.parameters,
+            "classParameters": self.kwargs,
             TRIAL_TIMEOUT: self.trial_timeout,
         }
 
     @classmethod
-    def from_json(cls, document: dict[str, Any]) -> AutoKerasSpec:
+    def from_json(cls, document: dict[str, Any]) -> AutoKerasModelSpec:
         return cls(document["modulePath"], document["class"], document["classParameters"], document[TRIAL_TIMEOUT])
 
     def build(self, directory: Path) -> Any:
         """The AutoKeras object, its project in ``directory`` (always a fresh search)."""
         autokeras = import_autokeras()
         factory = import_allowed(self.module_path, self.class_name, catalog.TOOLS["autokeras"].allowed_modules)
-        kwargs = {key: value for key, value in self.parameters.items() if key != "overwrite"}
+        kwargs = {key: value for key, value in self.kwargs.items() if key != "overwrite"}
         if self.class_name == "AutoModel":
             kwargs = graph_nodes(autokeras, kwargs)
         try:
@@ -153,7 +151,7 @@ class AutoKerasSpec:
             raise StepError(f"{self.module_path}.{self.class_name}(...) refused its parameters: {exc}") from None
 
     def __repr__(self) -> str:
-        return f"AutoKerasSpec({self.module_path}.{self.class_name}, {self.parameters})"
+        return f"AutoKerasModelSpec({self.qualified_name}, {self.kwargs})"
 
 
 def graph_nodes(autokeras: Any, parameters: dict[str, Any]) -> dict[str, Any]:
@@ -248,7 +246,7 @@ class AutoKerasEngine(MethodEngine):
         timeout = parameters.pop(TRIAL_TIMEOUT, None)
         if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0):
             raise StepError(f"classParameters.{TRIAL_TIMEOUT} must be a positive number of seconds")
-        spec = AutoKerasSpec(module_path, class_name, readable_json(parameters), timeout)
+        spec = AutoKerasModelSpec(module_path, class_name, readable_json(parameters), timeout)
         auto = spec.build(ctx.work_dir / "autokeras")  # validates the class and its parameters now
         metadata = {"class": f"{module_path}.{class_name}", "maxTrials": int(auto.max_trials), **spec.to_json()}
         return StepResult(value=spec, metadata=metadata)
@@ -256,7 +254,7 @@ class AutoKerasEngine(MethodEngine):
     def train(self, ctx: StepContext) -> StepResult:
         request = ctx.request_as(MethodBody)
         spec = ctx.load_step(request.parentName)
-        if not isinstance(spec, AutoKerasSpec) or (request.method or "fit") != "fit":
+        if not isinstance(spec, AutoKerasModelSpec) or (request.method or "fit") != "fit":
             return self._fit(ctx)  # a method of a searched model (or another object): plain reflection
         kwargs = method_kwargs(ctx)
         refused = sorted(FIT_KEYS_REFUSED & set(kwargs))
@@ -314,9 +312,9 @@ class AutoKerasEngine(MethodEngine):
         return result
 
     def save(self, value: Any, out_dir: Path) -> OutputRef:
-        if isinstance(value, AutoKerasSpec):
+        if isinstance(value, AutoKerasModelSpec):
             write_json(out_dir / SPEC_FILE, value.to_json())
-            write_json(out_dir / SUMMARY_FILE, {"kind": "object", "type": "AutoKerasSpec", **value.to_json()})
+            write_json(out_dir / SUMMARY_FILE, {"kind": "object", "type": "AutoKerasModelSpec", **value.to_json()})
             return OutputRef(kind="object", prefix="", files=[SPEC_FILE, SUMMARY_FILE])
         if isinstance(value, AutoKerasModel):
             value.pipeline.save(str(out_dir / PIPELINE_FILE))
@@ -328,7 +326,7 @@ class AutoKerasEngine(MethodEngine):
         if ref.kind != "object":
             return load_value(ref, local_dir)
         if SPEC_FILE in ref.files:
-            return AutoKerasSpec.from_json(json.loads((local_dir / SPEC_FILE).read_text(encoding="utf-8")))
+            return AutoKerasModelSpec.from_json(json.loads((local_dir / SPEC_FILE).read_text(encoding="utf-8")))
         if PIPELINE_FILE in ref.files:
             return load_searched(local_dir)
         raise StepError("this output is not an AutoKeras model or model recipe")
@@ -368,7 +366,7 @@ def load_autokeras_model(autokeras: Any, path: Path) -> Any:
 
 
 def search(
-    ctx: StepContext, spec: AutoKerasSpec, fit_kwargs: dict[str, Any], deadline: float, refit: bool = False
+    ctx: StepContext, spec: AutoKerasModelSpec, fit_kwargs: dict[str, Any], deadline: float, refit: bool = False
 ) -> StepResult:
     """Run the search (``fit``); with ``refit``, the best architecture is then retrained on the training and
     validation rows when that fits in the time left (:meth:`_Search.final_fit`)."""
@@ -795,17 +793,17 @@ def _arrays_data(arrays: dict[str, Any], settings: AutoKerasRequest) -> tuple[np
     return x, y, "image" if x.ndim in (3, 4) else "structured"
 
 
-def automl_spec(settings: AutoKerasRequest, kind: str, x: np.ndarray) -> AutoKerasSpec:
+def automl_spec(settings: AutoKerasRequest, kind: str, x: np.ndarray) -> AutoKerasModelSpec:
     """The search space for the input: a plain CNN (no upscaling, no pretrained weights) for images,
     AutoKeras' structured-data search for tables."""
     head = "ClassificationHead" if settings.task == "classification" else "RegressionHead"
     common = {"max_trials": settings.max_trials, "seed": settings.seed}
     if kind == "structured":
         name = "StructuredDataClassifier" if settings.task == "classification" else "StructuredDataRegressor"
-        return AutoKerasSpec("autokeras", name, common, settings.trial_timeout)
+        return AutoKerasModelSpec("autokeras", name, common, settings.trial_timeout)
     block = {"class": "ImageBlock", "parameters": {"block_type": "vanilla", "normalize": True, "augment": False}}
     parameters = {**common, "inputs": "ImageInput", "blocks": [block], "outputs": head, "tuner": "greedy"}
     if settings.task == "classification":
         parameters["initial_hps"] = [SMALL_IMAGE_START]
     print(f"search space: vanilla CNN on {list(x.shape[1:])} images ({settings.max_trials} trials)", flush=True)
-    return AutoKerasSpec("autokeras", "AutoModel", parameters, settings.trial_timeout)
+    return AutoKerasModelSpec("autokeras", "AutoModel", parameters, settings.trial_timeout)

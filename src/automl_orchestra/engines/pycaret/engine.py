@@ -38,14 +38,21 @@ import pandas as pd
 
 from automl_orchestra.contracts.errors import StepError
 from automl_orchestra.contracts.outputs import OutputRef
-from automl_orchestra.engines.core import params as p
 from automl_orchestra.engines.core.automl import AutoMLEngine, AutoMLRequest, SearchOutcome, TrainingData
 from automl_orchestra.engines.core.base import StepContext, StepResult
 from automl_orchestra.engines.core.bounded import run_bounded
-from automl_orchestra.engines.core.calls import as_scalar, call_method, method_kwargs, qualified_name, shape_output
+from automl_orchestra.engines.core.calls import (
+    as_scalar,
+    call_method,
+    method_kwargs,
+    method_request,
+    qualified_name,
+    shape_output,
+)
 from automl_orchestra.engines.core.model import AutoMLModel
 from automl_orchestra.engines.core.user_code import run_builder
 from automl_orchestra.engines.core.values import readable_json
+from automl_orchestra.engines.pycaret.parameters import ExperimentBody, PycaretAutoMLBody
 
 # Experiment class -> the PyCaret module that defines it.
 EXPERIMENTS = {
@@ -97,11 +104,12 @@ HOLDOUT_S = 2.0
 
 class PycaretRequest(AutoMLRequest):
     """The ``automl/pycaret`` body: the common request, the folds and PyCaret's ``options`` (sections
-    ``setup`` and ``compare_models`` passed to those calls, and ``finalize``)."""
+    ``setup`` and ``compare_models`` passed to those calls, and ``finalize``), checked before the data is
+    loaded."""
 
     def __init__(self, ctx: StepContext) -> None:
         super().__init__(ctx)
-        self.options = dict(self.body.options)
+        self.options = ctx.request_as(PycaretAutoMLBody).options
         short = self.time_budget < SHORT_BUDGET_S
         self.folds = self.body.cv or (SHORT_BUDGET_FOLDS if short else 10)
 
@@ -113,13 +121,13 @@ class PycaretEngine(AutoMLEngine[PycaretRequest]):
     # ----- the experiment ----------------------------------------------------------------------
 
     def model(self, ctx: StepContext) -> StepResult:
-        class_name = p.optional_str(ctx.params, "class", "ClassificationExperiment") or "ClassificationExperiment"
+        class_name = ctx.request_as(ExperimentBody).class_
         experiment = new_experiment(class_name, method_kwargs(ctx, "classParameters"))
         return StepResult(value=experiment, metadata={"class": class_name, "setup": False})
 
     def transform(self, ctx: StepContext) -> StepResult:
         experiment = self._experiment(ctx)
-        method = p.optional_str(ctx.params, "method", "setup") or "setup"
+        method = _method(ctx, "setup")
         kwargs = method_kwargs(ctx)
         if method == "setup":
             kwargs = _setup_defaults(experiment, kwargs, ctx)
@@ -144,11 +152,11 @@ class PycaretEngine(AutoMLEngine[PycaretRequest]):
         return self._call(ctx, "finalize_model")
 
     def predict(self, ctx: StepContext) -> StepResult:
-        parent = ctx.load_step(p.require_str(ctx.params, "parentName"))
+        parent = ctx.load_step(_parent_name(ctx))
         if is_experiment(parent):
             return self._call(ctx, "predict_model", parent)
         # A model (e.g. the pipeline automl/pycaret stored): its own predict/predict_proba on a table.
-        method = p.optional_str(ctx.params, "method", "predict") or "predict"
+        method = _method(ctx, "predict")
         kwargs = method_kwargs(ctx)
         result = call_method(parent, method, kwargs)
         value = shape_output(result, kwargs.get("X"), target=parent)
@@ -156,7 +164,7 @@ class PycaretEngine(AutoMLEngine[PycaretRequest]):
 
     def explore(self, ctx: StepContext) -> StepResult:
         experiment = self._experiment(ctx)
-        method = p.optional_str(ctx.params, "method", "plot_model") or "plot_model"
+        method = _method(ctx, "plot_model")
         kwargs = method_kwargs(ctx)
         plots = ctx.output_dir / PLOTS_DIR
         plots.mkdir(parents=True, exist_ok=True)
@@ -210,7 +218,7 @@ class PycaretEngine(AutoMLEngine[PycaretRequest]):
     # ----- helpers -----------------------------------------------------------------------------
 
     def _experiment(self, ctx: StepContext) -> Any:
-        parent_name = p.require_str(ctx.params, "parentName")
+        parent_name = _parent_name(ctx)
         experiment = ctx.load_step(parent_name)
         if not is_experiment(experiment):
             raise StepError(
@@ -223,10 +231,10 @@ class PycaretEngine(AutoMLEngine[PycaretRequest]):
         experiment = experiment if experiment is not None else self._experiment(ctx)
         if not getattr(experiment, "_setup_ran", False):
             raise StepError(
-                f"the experiment in {ctx.params.get('parentName')!r} is not set up yet: "
+                f"the experiment in {_parent_name(ctx)!r} is not set up yet: "
                 "call setup on it with a transform/pycaret step first"
             )
-        method = p.optional_str(ctx.params, "method", default_method) or default_method
+        method = _method(ctx, default_method)
         kwargs = _quiet_kwargs(experiment, method, method_kwargs(ctx))
         result, grid = _call_showing(experiment, method, kwargs)
         return self._result(ctx, experiment, method, result, grid)
@@ -316,6 +324,23 @@ class PycaretModel(AutoMLModel):
         steps = getattr(self.pipeline, "steps", None)
         final = steps[-1][1] if steps else self.pipeline
         return {"model": type(final).__name__, **super().describe()}
+
+
+# ----- requests ------------------------------------------------------------------------------------
+
+
+def _parent_name(ctx: StepContext) -> str:
+    """The step holding the experiment (or model) a method step calls: ``explore``'s model leaves it optional
+    (other tools explore a module), PyCaret always needs it."""
+    parent = method_request(ctx).parentName
+    if not parent:
+        raise StepError(f"{ctx.job.service}/pycaret needs parentName: the step holding the experiment")
+    return parent
+
+
+def _method(ctx: StepContext, default: str) -> str:
+    """The method the step calls: the one the request names, else the service's usual one."""
+    return method_request(ctx).method or default
 
 
 # ----- experiments ---------------------------------------------------------------------------------
@@ -414,7 +439,7 @@ def search_pycaret(ctx: StepContext, request: PycaretRequest, data: TrainingData
     sort = pycaret_metric(request.metric, request.task)
     experiment, folds = _set_up(ctx, request, frame)
     compare = _Compare(ctx, experiment, sort, started + COMPARE_SHARE * request.time_budget)
-    best = compare.run(p.optional_dict(request.options, "compare_models"))
+    best = compare.run(request.options.compare_models)
     deadline = started + request.time_budget - FINISH_S
     # One fit on every row (finalize_model) costs about one fold's fit on a bit more data.
     finalize_s = FINALIZE_FACTOR * best.seconds * min(ctx.cpus, folds) / folds
@@ -422,7 +447,7 @@ def search_pycaret(ctx: StepContext, request: PycaretRequest, data: TrainingData
     # Scores on PyCaret's holdout split (the model was fitted on the training split only).
     holdout = _call_scored(experiment, "predict_model", {"estimator": tuned})[1]
     final, finalized = _with_preprocessing(experiment, tuned), "not enough time left to refit on every row"
-    if not p.optional_bool(request.options, "finalize", True):
+    if not request.options.finalize:
         finalized = "not asked for (options.finalize false): fitted on PyCaret's training split"
     elif deadline - time.monotonic() > finalize_s:
         ctx.progress(0.9, "finalize_model")
@@ -459,7 +484,7 @@ def _set_up(ctx: StepContext, request: PycaretRequest, frame: pd.DataFrame) -> t
         "target": request.target,
         "session_id": request.seed,
         "fold": request.folds,
-        **p.optional_dict(request.options, "setup"),
+        **request.options.setup,
     }
     ctx.progress(0.02, "setup")
     call_method(experiment, "setup", _setup_defaults(experiment, setup, ctx))
