@@ -128,3 +128,15 @@ class AutoMLModel(BaseEstimator):
         # BaseEstimator's repr lists constructor parameters (a whole fitted search): name the facts instead.
         facts = ", ".join(f"{key}={value!r}" for key, value in self.describe().items())
         return f"{type(self).__name__}({facts})"[: max(N_CHAR_MAX, 80)]
+
+
+def probabilities_from_decision(decision: Any) -> np.ndarray:
+    """Class scores in [0, 1] from a decision function, for a classifier without ``predict_proba``: the
+    logistic of the margin (two classes) or the softmax of the margins. They rank rows as the model does,
+    so AUC and the predicted class are the model's own; they are not calibrated probabilities."""
+    margins = np.asarray(decision, dtype=float)
+    if margins.ndim == 1:
+        positive = 1.0 / (1.0 + np.exp(-margins))
+        return np.column_stack([1.0 - positive, positive])
+    shifted = np.exp(margins - margins.max(axis=1, keepdims=True))
+    return shifted / shifted.sum(axis=1, keepdims=True)

@@ -49,7 +49,7 @@ from automl_orchestra.engines.core.calls import (
     qualified_name,
     shape_output,
 )
-from automl_orchestra.engines.core.model import AutoMLModel
+from automl_orchestra.engines.core.model import AutoMLModel, probabilities_from_decision
 from automl_orchestra.engines.core.user_code import run_builder
 from automl_orchestra.engines.core.values import readable_json
 from automl_orchestra.engines.pycaret.parameters import ExperimentBody, PycaretAutoMLBody
@@ -318,7 +318,12 @@ class PycaretModel(AutoMLModel):
         return self.pipeline.predict(features, **kwargs)
 
     def proba_features(self, features: Any, **kwargs: Any) -> Any:
-        return self.pipeline.predict_proba(features, **kwargs)
+        try:
+            return self.pipeline.predict_proba(features, **kwargs)
+        except AttributeError:
+            # PyCaret also ranks models without probabilities (RidgeClassifier, a linear SVM) by AUC, from
+            # their decision function, and such a model can win: score it the same way.
+            return probabilities_from_decision(self.pipeline.decision_function(features))
 
     def describe(self) -> dict[str, Any]:
         steps = getattr(self.pipeline, "steps", None)
