@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from automl_orchestra.api import auth
 from automl_orchestra.api.errors import ApiError
 from automl_orchestra.config import Settings
-from automl_orchestra.contracts import catalog
+from automl_orchestra.contracts import catalog, code_policy
 from automl_orchestra.contracts.budget import budget_reserve_s, timeout_for_budget
 from automl_orchestra.contracts.parameters import AutoMLBody, StepBody
 from automl_orchestra.contracts.source_policy import check_code_url
@@ -104,7 +104,11 @@ def checked_step(
     if catalog.runs_code(service, tool):
         auth.require_code(role, settings)
     limits, decided = step_limits(body, settings)
-    check_body(service, tool, body, settings)
+    allow_code = may_run_code(role, settings)
+    check_body(service, tool, body, settings, allow_code=allow_code)
+    meta: dict[str, Any] = {"timeout": decided} if decided else {}
+    if allow_code:
+        meta[code_policy.ALLOW_CODE_META] = True
     return NewStep(
         service=service,
         tool=tool,
@@ -114,11 +118,29 @@ def checked_step(
         cache=body.cache,
         retryable=body.retryable,
         limits=limits,
-        meta={"timeout": decided} if decided else {},
+        meta=meta,
     )
 
 
-def check_body(service: str, tool: str, body: StepBody, settings: Settings) -> None:
+def may_run_code(role: str, settings: Settings) -> bool:
+    """Whether ``role`` may run code on this server (code steps, and what ``contracts/code_policy.py`` denies
+    to the other roles)."""
+    return settings.allow_code and role in settings.code_role_set
+
+
+def check_code_policy(body: StepBody) -> None:
+    """403 when a role without code rights asks for what ``contracts/code_policy.py`` reserves to the code role."""
+    try:
+        code_policy.check_request(body)
+    except code_policy.PolicyViolation as exc:
+        raise ApiError(403, str(exc)) from None
+
+
+def check_body(service: str, tool: str, body: StepBody, settings: Settings, *, allow_code: bool = False) -> None:
+    """The body checks of a POST and a PATCH; without ``allow_code`` (a PATCH, which always runs without the
+    code right) the code policy applies too."""
+    if not allow_code:
+        check_code_policy(body)
     spec = catalog.tool(tool)
     missing = settings.missing_environment(spec.environment) if spec is not None else None
     if missing:

@@ -55,6 +55,11 @@ class JobSpec(BaseModel):
     limits: JobLimits
     policy: WorkerPolicy = Field(default_factory=WorkerPolicy)
     retryable: bool = Field(default=False, description="the executor may run it again once if its node is lost")
+    allow_code: bool = Field(
+        default=False,
+        description="the step's creator had the code role: the worker skips contracts/code_policy.py (denied "
+        "names and parameters, callables passed by reference); private attributes stay refused",
+    )
     input_states: dict[str, dict[str, Any]] = Field(
         default_factory=dict,
         description="status, reason, metadata and wall time of every input, for tools that tolerate failed inputs",

@@ -2,6 +2,10 @@
 
 A value is a reference only when the whole string matches the grammar; a string that starts with a single
 ``$`` but does not match is refused, so a typo never silently becomes a literal.
+
+Attribute segments may start with ``_`` here (a table may have an ``_index`` column), but such a segment is
+refused at POST unless the referenced output lists it as a column or key, and the worker reads it only as a
+key or column, never with ``getattr`` (``contracts/code_policy.py``, ``docs/security.md``).
 """
 
 from __future__ import annotations

@@ -24,7 +24,7 @@ from sqlalchemy import CursorResult, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from automl_orchestra.config import Settings
-from automl_orchestra.contracts import catalog
+from automl_orchestra.contracts import catalog, code_policy
 from automl_orchestra.contracts.jobs import JobLimits, JobResult, JobSpec, WorkerPolicy
 from automl_orchestra.contracts.outputs import OutputRef
 from automl_orchestra.runtime import job_tokens
@@ -243,6 +243,9 @@ class Scheduler:
                 max_download_mb=settings.max_download_mb,
             ),
             retryable=step.retryable,
+            # code steps are created and re-executed by code roles only (the routes check it)
+            allow_code=catalog.runs_code(step.service, step.tool)
+            or (step.meta or {}).get(code_policy.ALLOW_CODE_META) is True,
             stop_grace_s=catalog.stop_grace_s(step.service, step.tool),
         )
 

@@ -15,7 +15,7 @@ from sqlalchemy import CursorResult, delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from automl_orchestra.contracts import catalog, references
+from automl_orchestra.contracts import catalog, code_policy, references
 from automl_orchestra.steps.errors import Conflict, InvalidRequest, NotFound
 from automl_orchestra.store.artifacts import ArtifactStore, step_prefix
 from automl_orchestra.store.models import ACTIVE, DERIVED_EDGE, DRIVER_EDGE, Edge, Run, Step, utcnow
@@ -202,6 +202,8 @@ class StepService:
             session.execute(delete(Edge).where(Edge.child == name, Edge.reference != DERIVED_EDGE))
             session.add_all(edges)
             step.parameters = parameters
+            # A re-execution runs without the creator's code right: the caller of a PATCH may not have it.
+            step.meta = {k: v for k, v in (step.meta or {}).items() if k != code_policy.ALLOW_CODE_META}
             self._queue_run(session, step)
             touched.append(name)
             for child_name in descendants:
@@ -418,7 +420,15 @@ def _derived_step(owner: str, output: str) -> Step:
     )
 
 
+# Output kinds whose attributes are columns or keys (looked up as such by the worker, never with getattr).
+KEYED_KINDS = frozenset({"table", "arrays", "json"})
+
+
 def _check_attribute(parent: Step, ref: references.Reference) -> None:
+    """Refuse a reference to an attribute the parent's output does not list and, for every role, any private
+    or dunder segment (``$m.__init__``): a ``_``-name is allowed only as the first segment, and only when it is
+    a column or key that the parent's finished output lists (``$table._index``)."""
+    _check_private(parent, ref)
     if not ref.attrs or not parent.output:
         return
     known = parent.output.get("attributes")
@@ -427,6 +437,20 @@ def _check_attribute(parent: Step, ref: references.Reference) -> None:
         raise InvalidRequest(
             f"{ref.text}: step {parent.name!r} has no attribute {ref.attrs[0]!r}",
             details={"available": known[:100]},
+        )
+
+
+def _check_private(parent: Step, ref: references.Reference) -> None:
+    for position, attr in enumerate(ref.attrs):
+        if not code_policy.is_private(attr):
+            continue
+        output = parent.output or {}
+        known = output.get("attributes") or []
+        if position == 0 and output.get("kind") in KEYED_KINDS and attr in known:
+            continue
+        raise InvalidRequest(
+            f"{ref.text}: references may not reach private or dunder attributes ({attr!r}); a name starting "
+            "with '_' is allowed only for a column or key the referenced step's output lists"
         )
 
 

@@ -13,7 +13,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
-from automl_orchestra.contracts import references
+from automl_orchestra.contracts import code_policy, references
 from automl_orchestra.contracts.errors import StepError
 from automl_orchestra.contracts.jobs import JobSpec
 from automl_orchestra.contracts.outputs import OutputRef
@@ -124,6 +124,10 @@ class StepContext:
         for attr in ref.attrs:
             path += f".{attr}"
             value = _get_attribute(value, attr, path)
+        if not self.job.allow_code:
+            refused = code_policy.refused_value(value)
+            if refused is not None:
+                raise StepError(f"reference {ref.text} is {refused}: passing it {code_policy.CODE_ROLE_NEEDED}")
         return value
 
 
@@ -145,6 +149,8 @@ def _problem(error: ErrorDetails) -> str:
 
 
 def _get_attribute(value: Any, attr: str, path: str) -> Any:
+    """A key of a dict, a column of a table, or a public attribute; a private or dunder name (``_index``) is
+    only ever a key or a column, never looked up with ``getattr``."""
     if isinstance(value, dict):
         if attr in value:
             return value[attr]
@@ -152,6 +158,8 @@ def _get_attribute(value: Any, attr: str, path: str) -> Any:
     columns = getattr(value, "columns", None)
     if columns is not None and attr in list(columns):
         return value[attr]
+    if code_policy.is_private(attr):
+        raise StepError(f"reference ${path}: references may not reach private or dunder attributes ({attr!r})")
     if hasattr(value, attr):
         return getattr(value, attr)
     raise StepError(f"reference ${path}: {type(value).__name__} has no attribute or column {attr!r}")

@@ -22,6 +22,7 @@ from typing import Any, ClassVar
 import numpy as np
 import pandas as pd
 
+from automl_orchestra.contracts import code_policy
 from automl_orchestra.contracts.errors import StepError
 from automl_orchestra.contracts.parameters import EvaluateBody, ExploreToolBody, MethodBody, ModelBody
 from automl_orchestra.engines.core.base import Engine, StepContext, StepResult
@@ -225,12 +226,26 @@ class MethodCall:
 def method_kwargs(ctx: StepContext, key: str = "methodParameters") -> dict[str, Any]:
     """The request's ``methodParameters`` (or ``classParameters``) resolved; a one-column DataFrame passed as
     a target becomes a Series."""
+    check_code_policy(ctx)
     kwargs = ctx.resolve(_keyword_parameters(ctx, key))
     for name in TARGET_KEYS & set(kwargs):
         value = kwargs[name]
         if isinstance(value, pd.DataFrame) and value.shape[1] == 1:
             kwargs[name] = value.iloc[:, 0]
     return dict(kwargs)
+
+
+def check_code_policy(ctx: StepContext) -> None:
+    """The worker's copy of the POST check (``contracts/code_policy.py``): a job whose creator may not run code
+    does not reach names or parameters that read or write files, open connections or run callables. Every
+    reflective call of this module resolves its keyword parameters (``method_kwargs``) before it imports,
+    constructs or calls, so it passes here; callables passed by reference are refused by ``ctx.resolve``."""
+    if ctx.job.allow_code:
+        return
+    try:
+        code_policy.check_request(ctx.request)
+    except code_policy.PolicyViolation as exc:
+        raise StepError(str(exc)) from None
 
 
 def _keyword_parameters(ctx: StepContext, key: str) -> dict[str, Any]:
@@ -260,6 +275,8 @@ def call_on_parent(
     target = ctx.load_step(parent_name(request))
     method = request.method or default_method
     kwargs = method_kwargs(ctx)
+    if not ctx.job.allow_code and code_policy.denied_name(method):
+        raise StepError(f"method {method!r}: {code_policy.CODE_ROLE_NEEDED}")
     for key, value in (defaults or {}).get(method, {}).items():
         kwargs.setdefault(key, value)
     print(f"calling {type(target).__name__}.{method}({', '.join(kwargs)})", flush=True)
