@@ -11,7 +11,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import RedirectResponse
 
 from automl_orchestra import __version__
-from automl_orchestra.api import errors, routes_observe, routes_steps, routes_timeseries
+from automl_orchestra.api import errors, limits, routes_observe, routes_steps, routes_timeseries
 from automl_orchestra.api.dependencies import Orchestra
 from automl_orchestra.config import Settings
 from automl_orchestra.runtime.events import EventHub
@@ -101,6 +101,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.orchestra = orchestra
     errors.install(app)
+    app.add_middleware(limits.BodyLimits)  # body size, JSON depth, NUL bytes: before any route reads
     for index, prefix in enumerate(API_PREFIXES):
         visible = index == 0
         app.include_router(routes_observe.router(), prefix=prefix, include_in_schema=visible)

@@ -6,6 +6,7 @@ import json
 from typing import Any
 
 from automl_orchestra.api.errors import ApiError
+from automl_orchestra.api.limits import json_problem
 from automl_orchestra.contracts.outputs import ARRAY_FILE, OutputRef, json_safe
 from automl_orchestra.steps.documents import step_document
 from automl_orchestra.store import outputs
@@ -17,6 +18,9 @@ def parse_query(text: str | None) -> dict[str, Any] | None:
     """``query`` is a JSON object of column equality filters; never a raw database query."""
     if not text:
         return None
+    problem = json_problem(text.encode("utf-8", "surrogatepass"))
+    if problem:
+        raise ApiError(422, f"query: {problem}")
     try:
         value = json.loads(text)
     except json.JSONDecodeError as exc:
@@ -50,6 +54,9 @@ def _rows(store: ArtifactStore, ref: OutputRef, skip: int, limit: int, query: di
             unknown = [k for k in query if k not in schema]
             if unknown:
                 raise ApiError(422, f"unknown column(s) in query: {unknown}; columns: {list(schema)}")
+            mismatches = outputs.query_mismatches(store, ref, query)
+            if mismatches:
+                raise ApiError(422, "query values do not match the column types: " + "; ".join(mismatches))
         return outputs.read_table_page(store, ref, skip, limit, query)
     if ref.kind == "json":
         value = json_safe(outputs.read_json_output(store, ref))

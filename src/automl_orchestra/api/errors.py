@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import Any
 
@@ -9,6 +10,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from automl_orchestra.contracts.source_policy import UnsafeSource
 from automl_orchestra.steps.errors import StepModelError
@@ -28,6 +30,8 @@ CODES = {
     503: "unavailable",
 }
 
+HTTP_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+
 
 class ApiError(Exception):
     def __init__(self, status: int, message: str, details: Any = None, headers: dict[str, str] | None = None):
@@ -43,7 +47,8 @@ def error_response(
 ) -> JSONResponse:
     error: dict[str, Any] = {"status": status, "code": CODES.get(status, "error"), "message": message}
     if details is not None:
-        error["details"] = details
+        # Validation details may carry the exception a validator raised (pydantic's ``ctx``): sent as text.
+        error["details"] = json.loads(json.dumps(details, default=str))
     return JSONResponse({"result": message, "error": error}, status_code=status, headers=headers)
 
 
@@ -68,16 +73,33 @@ def install(app: FastAPI) -> None:
         return error_response(422, "invalid request: " + summarize(errors), _clean(errors))
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         message = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
+        headers = getattr(exc, "headers", None)
         if exc.status_code == 404 and message == "Not Found":
             message = "no such route; see /docs for the API"
-        return error_response(exc.status_code, message, headers=getattr(exc, "headers", None))
+        if exc.status_code == 405:
+            # Starlette names the methods of the first route that matched the path; every route of the path counts.
+            allowed = allowed_methods(request)
+            headers = {**(headers or {}), "Allow": ", ".join(allowed)}
+            message = f"method {request.method} not allowed here; allowed: {', '.join(allowed)}"
+        return error_response(exc.status_code, message, headers=headers)
 
     @app.exception_handler(Exception)
     async def _unexpected(_request: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error")
         return error_response(500, f"internal error: {type(exc).__name__}: {exc}")
+
+
+def allowed_methods(request: Request) -> list[str]:
+    """Every method some route of the application serves at the request's path (each route matched with
+    the request's scope under that method: included routers match as the router itself would)."""
+    routes = request.app.router.routes
+    return [
+        method
+        for method in HTTP_METHODS
+        if any(route.matches({**request.scope, "method": method})[0] == Match.FULL for route in routes)
+    ]
 
 
 def summarize(errors: Any) -> str:

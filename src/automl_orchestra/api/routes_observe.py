@@ -42,7 +42,9 @@ def router() -> APIRouter:
     async def observe(
         orchestra: OrchestraDep,
         name: str = name_path,
-        timeout: float = Query(60.0, ge=0, le=MAX_TIMEOUT_S, description="seconds to wait at most"),
+        timeout: float = Query(
+            60.0, ge=0, le=MAX_TIMEOUT_S, allow_inf_nan=False, description="seconds to wait at most"
+        ),
     ) -> dict[str, Any]:
         deadline = time.monotonic() + timeout
         with orchestra.hub.subscription(name) as changed:

@@ -9,7 +9,7 @@ from typing import IO, Any
 from fastapi import APIRouter, Body, Depends, Path, Query, Request
 from fastapi.params import Depends as DependsParam
 from fastapi.responses import JSONResponse, StreamingResponse
-from pydantic import BaseModel, ValidationError
+from pydantic import AliasChoices, BaseModel, ValidationError
 
 from automl_orchestra.api import content, datasets, examples, routes_compare
 from automl_orchestra.api.auth import require_code
@@ -25,6 +25,7 @@ from automl_orchestra.api.dependencies import (
     require_viewer,
 )
 from automl_orchestra.api.errors import ApiError, summarize
+from automl_orchestra.api.limits import MAX_RUN_NUMBER, MAX_SKIP
 from automl_orchestra.contracts import catalog
 from automl_orchestra.contracts.outputs import OutputRef
 from automl_orchestra.contracts.parameters import StepBody
@@ -35,7 +36,7 @@ from automl_orchestra.store.artifacts import run_prefix
 from automl_orchestra.store.models import Step
 
 NamePath = Path(pattern=f"^{NAME_PATTERN}$", description="step name")
-Skip = Query(0, ge=0)
+Skip = Query(0, ge=0, le=MAX_SKIP)
 Limit = Query(20, ge=1, le=100)
 Cascade = Query(False, description="also delete / re-run every dependent step")
 VIEWER: list[DependsParam] = [Depends(require_viewer)]
@@ -238,7 +239,9 @@ def _sub_resources(api: APIRouter, base: str, tag: str, find: Callable[[Orchestr
         find(orchestra, name)
         return {"result": [run_document(r) for r in orchestra.service.runs(name)]}
 
-    def logs(orchestra: OrchestraDep, name: str = NamePath, run: int | None = Query(None, ge=1)) -> dict[str, Any]:
+    def logs(
+        orchestra: OrchestraDep, name: str = NamePath, run: int | None = Query(None, ge=1, le=MAX_RUN_NUMBER)
+    ) -> dict[str, Any]:
         find(orchestra, name)
         record = orchestra.service.run(name, run)
         prefix = run_prefix(name, record.number, record.id) + "-logs"
@@ -324,6 +327,7 @@ def update_step(orchestra: Orchestra, step: Step, changes: dict[str, Any], casca
     settings = orchestra.settings
     if step.owner:
         raise ApiError(409, f"{step.name!r} is produced by step {step.owner!r}: re-execute that step instead")
+    changes = _same_name(step, changes)
     if step.service == "dataset":
         parameters = datasets.patched_parameters(step.parameters, changes, settings)
     else:
@@ -335,6 +339,17 @@ def update_step(orchestra: Orchestra, step: Step, changes: dict[str, Any], casca
         parameters = body.to_parameters()
     updated = orchestra.service.update(step.name, parameters, cascade)
     return {"result": step_url(updated)}
+
+
+def _same_name(step: Step, changes: dict[str, Any]) -> dict[str, Any]:
+    """``changes`` without the step's own name; 422 when they name it differently (a PATCH cannot rename)."""
+    field = request_model(step.service, step.tool).model_fields["name"]
+    alias = field.validation_alias
+    keys = {"name"} | ({c for c in alias.choices if isinstance(c, str)} if isinstance(alias, AliasChoices) else set())
+    renamed = {k: v for k, v in changes.items() if k in keys and v != step.name}
+    if renamed:
+        raise ApiError(422, f"a step's name cannot change: {step.name!r} was given {renamed}; create a new step")
+    return {k: v for k, v in changes.items() if k not in keys}
 
 
 def delete_step(orchestra: Orchestra, name: str, cascade: bool) -> dict[str, Any]:

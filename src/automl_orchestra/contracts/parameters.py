@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, ClassVar, Literal, Self, get_args
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, create_model, field_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, create_model, field_validator, model_validator
 
 from automl_orchestra.contracts.references import NAME_PATTERN
 
@@ -24,14 +24,62 @@ NAME_FIELD_DOC = f"step name, unique, matching ^{NAME_PATTERN}$"
 
 COMMON_FIELDS = frozenset({"name", "description", "cache", "retryable", "limits"})
 
+# What any value of a body may hold, however it is nested (see ``StepBody._within_limits``); the API also caps
+# a body's bytes and nesting depth before it is parsed (``api/limits.py``).
+MAX_DEPTH = 32  # nested lists/objects, the body itself being level 1
+MAX_STRING = 1_000_000  # characters of any string (a code step's ``code`` has the same maximum)
+MAX_ITEMS = 100_000  # items of any list
+MAX_KEYS = 10_000  # keys of any object
+MAX_PARAMETERS = 1_000  # keys of methodParameters / classParameters / options / parameters
+MAX_COLUMNS = 10_000  # column names in a list field (excludeColumns, keepColumns, columns...)
+MAX_SHORT = 1_000  # characters of a name-like field (a column, a module path, a metric...)
+MAX_URL = 4096
+
+
+def check_value(value: Any, where: str = "body", depth: int = 1) -> None:
+    """Raise ``ValueError`` when ``value`` exceeds the limits above or holds a NUL character (which no file
+    system path or database text may hold)."""
+    if isinstance(value, str):
+        if len(value) > MAX_STRING:
+            raise ValueError(f"{where}: a string of {len(value)} characters; at most {MAX_STRING} are allowed")
+        if "\x00" in value:
+            raise ValueError(f"{where}: a NUL character is not allowed in a string")
+        return
+    if not isinstance(value, dict | list):
+        return
+    if depth > MAX_DEPTH:
+        raise ValueError(f"{where}: nested more than {MAX_DEPTH} levels deep; at most {MAX_DEPTH} are allowed")
+    if isinstance(value, list):
+        if len(value) > MAX_ITEMS:
+            raise ValueError(f"{where}: a list of {len(value)} items; at most {MAX_ITEMS} are allowed")
+        for index, item in enumerate(value):
+            check_value(item, f"{where}[{index}]", depth + 1)
+        return
+    if len(value) > MAX_KEYS:
+        raise ValueError(f"{where}: an object of {len(value)} keys; at most {MAX_KEYS} are allowed")
+    for key, item in value.items():
+        check_value(key, f"{where} key", depth)
+        check_value(item, f"{where}.{key}", depth + 1)
+
+
+def few_parameters(value: Any) -> Any:
+    """A parameters mapping of at most ``MAX_PARAMETERS`` keys."""
+    if isinstance(value, dict) and len(value) > MAX_PARAMETERS:
+        raise ValueError(f"{len(value)} parameters; at most {MAX_PARAMETERS} are allowed")
+    return value
+
 
 class Limits(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
-    timeoutS: float | None = Field(default=None, gt=0, description="wall-time limit of a run, seconds")
-    memoryMb: int | None = Field(default=None, gt=0, description="memory limit of the worker process tree")
+    timeoutS: float | None = Field(
+        default=None, gt=0, allow_inf_nan=False, description="wall-time limit of a run, seconds"
+    )
+    memoryMb: int | None = Field(default=None, gt=0, le=2**40, description="memory limit of the worker process tree")
     cpus: int | None = Field(default=None, ge=1, le=256, description="CPU threads the step may use")
-    gpus: float | None = Field(default=None, ge=0, le=64, description="GPUs the step needs (Ray executor)")
+    gpus: float | None = Field(
+        default=None, ge=0, le=64, allow_inf_nan=False, description="GPUs the step needs (Ray executor)"
+    )
 
 
 class StepBody(BaseModel):
@@ -48,6 +96,13 @@ class StepBody(BaseModel):
         pattern=f"^{NAME_PATTERN}$",
         description="set by a driver step (automl/nas) on the steps it creates: lineage only, not an input",
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _within_limits(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            check_value(data)
+        return data
 
     def to_parameters(self) -> dict[str, Any]:
         data = self.model_dump(exclude=set(COMMON_FIELDS), exclude_none=True)
@@ -97,8 +152,8 @@ class UploadSource(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     kind: Literal["upload"]
-    key: str = Field(min_length=1, description="artifact-store key of the uploaded file")
-    filename: str | None = Field(default=None, description="the upload's (sanitised) file name")
+    key: str = Field(min_length=1, max_length=MAX_URL, description="artifact-store key of the uploaded file")
+    filename: str | None = Field(default=None, max_length=MAX_SHORT, description="the upload's (sanitised) file name")
     sizeBytes: int | None = Field(default=None, ge=0)
 
 
@@ -108,7 +163,7 @@ class PathSource(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     kind: Literal["path"]
-    path: str = Field(min_length=1)
+    path: str = Field(min_length=1, max_length=MAX_URL)
 
 
 DatasetSource = Annotated[UrlSource | UploadSource | PathSource, Field(discriminator="kind")]
@@ -126,14 +181,20 @@ class DatasetBody(StepBody):
         validation_alias=AliasChoices("name", "datasetName"),
     )
     url: str | None = Field(default=None, validation_alias=AliasChoices("url", "datasetURI"), max_length=4096)
-    path: str | None = Field(default=None, description="a file under a configured import directory")
+    path: str | None = Field(default=None, max_length=MAX_URL, description="a file under a configured import directory")
     separator: str = Field(default=",", min_length=1, max_length=1)
     header: bool = True
-    columns: list[str] | None = Field(default=None, description="column names when the file has no header")
-    types: dict[str, TableType] | None = None
-    encoding: str = "utf-8"
-    columnId: str | None = Field(default=None, description="dataset/timeseries long CSV: the series id column (id)")
-    columnSort: str | None = Field(default=None, description="dataset/timeseries long CSV: the time column (time)")
+    columns: list[str] | None = Field(
+        default=None, max_length=MAX_COLUMNS, description="column names when the file has no header"
+    )
+    types: dict[str, TableType] | None = Field(default=None, max_length=MAX_COLUMNS)
+    encoding: str = Field(default="utf-8", max_length=64)
+    columnId: str | None = Field(
+        default=None, max_length=MAX_SHORT, description="dataset/timeseries long CSV: the series id column (id)"
+    )
+    columnSort: str | None = Field(
+        default=None, max_length=MAX_SHORT, description="dataset/timeseries long CSV: the time column (time)"
+    )
     # The API turns url/path/upload into this after its source-policy checks, so a body must not give it.
     source: DatasetSource | None = Field(
         default=None,
@@ -171,6 +232,8 @@ class ModelBody(StepBody):
     )
     classParameters: dict[str, Any] = Field(default_factory=dict)
 
+    _few_parameters = field_validator("classParameters", mode="before")(few_parameters)
+
 
 def model_body_with_default(
     model_name: str, module_path: str, class_name: str, example: dict[str, Any], doc: str
@@ -205,8 +268,10 @@ class MethodBody(StepBody):
         "methodParameters": {"X": "$titanic_X", "y": "$titanic_y.Survived"},
     }
 
-    parentName: str
-    modelName: str | None = Field(default=None, description="the original model step (informational)")
+    parentName: str = Field(max_length=MAX_SHORT)
+    modelName: str | None = Field(
+        default=None, max_length=MAX_SHORT, description="the original model step (informational)"
+    )
     method: str | None = Field(
         default=None,
         validation_alias=AliasChoices("method", "methodName"),
@@ -215,6 +280,8 @@ class MethodBody(StepBody):
     methodParameters: dict[str, Any] = Field(
         default_factory=dict, validation_alias=AliasChoices("methodParameters", "parameters")
     )
+
+    _few_parameters = field_validator("methodParameters", mode="before")(few_parameters)
 
 
 class EvaluateBody(MethodBody):
@@ -226,7 +293,9 @@ class EvaluateBody(MethodBody):
         "metrics": ["accuracy", "f1"],
     }
 
-    metrics: list[str] | None = Field(default=None, description="scikit-learn scorer names, e.g. accuracy, f1")
+    metrics: list[str] | None = Field(
+        default=None, max_length=MAX_SHORT, description="scikit-learn scorer names, e.g. accuracy, f1"
+    )
 
 
 class ExploreToolBody(StepBody):
@@ -237,7 +306,7 @@ class ExploreToolBody(StepBody):
         "methodParameters": {"estimator": "$titanic_gb_trained", "X": "$test_X", "y": "$test_y.Survived"},
     }
 
-    parentName: str | None = None
+    parentName: str | None = Field(default=None, max_length=MAX_SHORT)
     modulePath: str | None = Field(default=None, pattern=MODULE_PATH_PATTERN)
     class_: str | None = Field(
         default=None,
@@ -248,6 +317,8 @@ class ExploreToolBody(StepBody):
     methodParameters: dict[str, Any] = Field(
         default_factory=dict, validation_alias=AliasChoices("methodParameters", "parameters")
     )
+
+    _few_parameters = field_validator("methodParameters", mode="before")(few_parameters)
 
 
 class AutoMLBody(StepBody):
@@ -261,22 +332,28 @@ class AutoMLBody(StepBody):
         "seed": 1,
     }
 
-    parentName: str = Field(validation_alias=AliasChoices("parentName", "datasetName"))
-    target: str = Field(min_length=1)
+    parentName: str = Field(validation_alias=AliasChoices("parentName", "datasetName"), max_length=MAX_SHORT)
+    target: str = Field(min_length=1, max_length=MAX_SHORT)
     task: Literal["classification", "regression"] = "classification"
-    timeBudget: float = Field(default=60.0, gt=0, le=7 * 24 * 3600, description="seconds")
-    metric: str = "auto"
-    seed: int = 1
+    timeBudget: float = Field(default=60.0, gt=0, le=7 * 24 * 3600, allow_inf_nan=False, description="seconds")
+    metric: str = Field(default="auto", max_length=MAX_SHORT)
+    seed: int = Field(default=1, ge=-(2**63), le=2**63 - 1)
     options: dict[str, Any] = Field(default_factory=dict, description="passed through to the engine")
     autoExclude: bool = Field(default=True, description="exclude identifier-like and free-text columns")
-    excludeColumns: list[str] = Field(default_factory=list)
-    keepColumns: list[str] = Field(default_factory=list)
+    excludeColumns: list[str] = Field(default_factory=list, max_length=MAX_COLUMNS)
+    keepColumns: list[str] = Field(default_factory=list, max_length=MAX_COLUMNS)
     # Search controls; an engine uses those it has a meaning for (see docs/api.md).
     parallelTrials: int = Field(default=1, ge=1, le=1024, description="trials evaluated at once (distributed)")
-    generations: int | None = Field(default=None, ge=1, description="evolutionary engines: generations")
-    populationSize: int | None = Field(default=None, ge=2, description="evolutionary engines: population size")
+    generations: int | None = Field(default=None, ge=1, le=1_000_000, description="evolutionary engines: generations")
+    populationSize: int | None = Field(
+        default=None, ge=2, le=1_000_000, description="evolutionary engines: population size"
+    )
     cv: int | None = Field(default=None, ge=2, le=100, description="cross-validation folds")
-    scoring: str | None = Field(default=None, description="engine-specific scoring name (defaults to metric)")
+    scoring: str | None = Field(
+        default=None, max_length=MAX_SHORT, description="engine-specific scoring name (defaults to metric)"
+    )
+
+    _few_options = field_validator("options", mode="before")(few_parameters)
 
 
 class CodeBody(StepBody):
@@ -287,10 +364,14 @@ class CodeBody(StepBody):
     }
 
     code: str | None = Field(default=None, validation_alias=AliasChoices("code", "function"), max_length=1_000_000)
-    codeUrl: str | None = Field(default=None, validation_alias=AliasChoices("codeUrl", "functionUrl"))
+    codeUrl: str | None = Field(
+        default=None, validation_alias=AliasChoices("codeUrl", "functionUrl"), max_length=MAX_URL
+    )
     parameters: dict[str, Any] = Field(
         default_factory=dict, validation_alias=AliasChoices("parameters", "functionParameters")
     )
+
+    _few_parameters = field_validator("parameters", mode="before")(few_parameters)
 
     @field_validator("parameters")
     @classmethod

@@ -55,6 +55,45 @@ def table_schema(store: ArtifactStore, ref: OutputRef) -> dict[str, str]:
     return {field.name: str(field.type) for field in schema}
 
 
+def query_mismatches(store: ArtifactStore, ref: OutputRef, query: dict[str, Any]) -> list[str]:
+    """Why each filter of ``query`` cannot be compared with its column (e.g. a string for an integer column);
+    empty when every value fits. Columns the table lacks are the caller's to report."""
+    import pyarrow.parquet as pq
+
+    with store.open(f"{ref.prefix}/{TABLE_FILE}") as handle:
+        schema = pq.read_schema(handle)
+    problems = []
+    for column, wanted in query.items():
+        if wanted is None or column not in schema.names:
+            continue
+        kind = schema.field(column).type
+        if not _comparable(kind, wanted):
+            given = type(wanted).__name__.replace("str", "string").replace("bool", "boolean")
+            problems.append(f"column {column!r} holds {kind} values; {wanted!r} is a {given}")
+    return problems
+
+
+def _comparable(kind: Any, value: Any) -> bool:
+    """Whether Arrow can compare a ``kind`` column with ``value`` -- and does so without silently changing it:
+    a boolean is no number, a number no string."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    base = kind.value_type if pa.types.is_dictionary(kind) else kind
+    numeric = pa.types.is_integer(base) or pa.types.is_floating(base) or pa.types.is_decimal(base)
+    if isinstance(value, bool):
+        return bool(pa.types.is_boolean(base))
+    if isinstance(value, int | float) and not numeric:
+        return False
+    if isinstance(value, str) and (numeric or pa.types.is_boolean(base)):
+        return False
+    try:
+        pc.equal(pa.array([], type=kind), pa.scalar(value))
+    except (pa.ArrowException, OverflowError, TypeError, ValueError):
+        return False
+    return True
+
+
 def read_json_output(store: ArtifactStore, ref: OutputRef) -> Any:
     with store.open(f"{ref.prefix}/{JSON_FILE}") as handle:
         return json.load(handle)

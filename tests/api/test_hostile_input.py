@@ -1,0 +1,123 @@
+"""Hostile input over the real server: every case answers a 4xx JSON error that says why -- never a 500 --
+and the listings still answer 200 afterwards."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from automl_orchestra.api.limits import MAX_BODY_BYTES, MAX_JSON_DEPTH
+from automl_orchestra.contracts.parameters import MAX_ITEMS
+from tests.api.helpers import post, upload
+from tests.conftest import ServerHandle
+
+MODEL = {"modulePath": "sklearn.linear_model", "class": "LogisticRegression"}
+
+
+def refused(response: httpx.Response, status: int, *phrases: str) -> str:
+    assert response.status_code == status, response.text
+    message: str = response.json()["error"]["message"]
+    for phrase in phrases:
+        assert phrase in message, message
+    return message
+
+
+def nested(depth: int) -> Any:
+    value: Any = 1
+    for _ in range(depth):
+        value = {"a": value}
+    return value
+
+
+def listings_answer(http: httpx.Client) -> None:
+    """The listings of the issue answer 200 (one deep step used to break them all)."""
+    if http.get("/steps/hi_anchor").status_code == 404:
+        post(http, "/model/scikitlearn", {"name": "hi_anchor", **MODEL})
+    for url in ("/steps", "/model/scikitlearn", "/steps/hi_anchor", "/steps/hi_anchor/runs", "/lineage/hi_anchor"):
+        response = http.get(url)
+        assert response.status_code == 200, (url, response.text)
+
+
+def test_deeply_nested_parameter_is_refused(http: httpx.Client) -> None:
+    body = {"name": "hi_deep", **MODEL, "classParameters": {"C": nested(300)}}
+    refused(http.post("/model/scikitlearn", json=body), 422, f"at most {MAX_JSON_DEPTH} levels")
+    assert http.get("/steps/hi_deep").status_code == 404
+    listings_answer(http)
+
+
+def test_body_size_is_capped(http: httpx.Client) -> None:
+    body = {"name": "hi_big", "parentName": "hi_anchor", "fields": ["x"] * 2_097_152}
+    refused(http.post("/transform/projection", json=body), 413, str(MAX_BODY_BYTES), "bytes")
+    many = {"name": "hi_many", "parentName": "hi_anchor", "fields": ["x"] * (MAX_ITEMS + 1)}
+    refused(http.post("/transform/projection", json=many), 422, f"at most {MAX_ITEMS}")
+    assert http.get("/steps/hi_big").status_code == 404 and http.get("/steps/hi_many").status_code == 404
+    listings_answer(http)
+
+
+def test_skip_out_of_range(http: httpx.Client) -> None:
+    listings_answer(http)
+    for url in ("/steps", "/model/scikitlearn", "/model/scikitlearn/hi_anchor"):
+        refused(http.get(url, params={"skip": "9223372036854775808"}), 422, "skip")
+    refused(http.get("/steps/hi_anchor/logs", params={"run": "9223372036854775808"}), 422, "run")
+    listings_answer(http)
+
+
+def test_query_value_of_another_type(server: ServerHandle, http: httpx.Client, tmp_path: Path) -> None:
+    source = tmp_path / "classes.csv"
+    source.write_text("Pclass,Sex\n3,male\n1,female\n3,female\n")
+    upload(http, "hi_classes", source)
+    assert server.wait("hi_classes")["status"] == "finished"
+    url = "/dataset/csv/hi_classes"
+    refused(http.get(url, params={"query": '{"Pclass": "3"}'}), 422, "do not match", "'Pclass'", "int64")
+    refused(http.get(url, params={"query": '{"Sex": 1}'}), 422, "'Sex'")
+    rows = http.get(url, params={"query": '{"Pclass": 3}'})
+    assert rows.status_code == 200 and len(rows.json()["result"]) == 3  # the metadata and two rows
+    refused(http.get(url, params={"query": "[" * 5000}), 422, f"at most {MAX_JSON_DEPTH} levels")
+    listings_answer(http)
+
+
+def test_nul_bytes_are_refused(http: httpx.Client) -> None:
+    body = {"name": "hi_nul", "path": "/tmp/data\u0000.csv"}
+    refused(http.post("/dataset/csv", json=body), 422, "NUL")
+    refused(http.post("/model/scikitlearn", json={"name": "hi_nul", **MODEL, "description": "a\u0000b"}), 422, "NUL")
+    refused(http.get("/steps/hi%00nul"), 422, "NUL")
+    refused(http.get("/steps", params={"service": "model\u0000"}), 422, "NUL")
+    listings_answer(http)
+
+
+def test_deeply_nested_dataset_body_is_refused(http: httpx.Client) -> None:
+    text = '{"name": "hi_nest", "url": "https://example.org/a.csv", "columns": ' + "[" * 5000 + "]" * 5000 + "}"
+    response = http.post("/dataset/csv", content=text, headers={"content-type": "application/json"})
+    refused(response, 422, "5001 levels", f"at most {MAX_JSON_DEPTH} levels")
+    listings_answer(http)
+
+
+def test_non_finite_numbers_are_refused(http: httpx.Client) -> None:
+    text = json.dumps({"name": "hi_nan", **MODEL, "classParameters": {"C": float("nan")}})
+    response = http.post("/model/scikitlearn", content=text, headers={"content-type": "application/json"})
+    refused(response, 422, "NaN")
+    listings_answer(http)
+
+
+def test_405_lists_every_allowed_method(http: httpx.Client) -> None:
+    listings_answer(http)
+    response = http.put("/steps/hi_anchor")
+    refused(response, 405, "PUT")
+    allowed = {m.strip() for m in response.headers["allow"].split(",")}
+    assert {"GET", "PATCH", "DELETE"} <= allowed, allowed
+    response = http.post("/steps")
+    refused(response, 405)
+    assert "GET" in response.headers["allow"]
+
+
+def test_patch_cannot_rename(http: httpx.Client) -> None:
+    listings_answer(http)
+    runs = len(http.get("/steps/hi_anchor/runs").json()["result"])
+    refused(http.patch("/steps/hi_anchor", json={"name": "other"}), 422, "a step's name cannot change")
+    refused(http.patch("/model/scikitlearn/hi_anchor", json={"modelName": "other"}), 422, "cannot change")
+    assert len(http.get("/steps/hi_anchor/runs").json()["result"]) == runs  # no run started
+    assert http.get("/steps/other").status_code == 404
+    listings_answer(http)
