@@ -21,7 +21,7 @@ import pandas as pd
 from automl_orchestra.contracts import catalog
 from automl_orchestra.contracts.errors import StepError
 from automl_orchestra.contracts.outputs import OutputRef
-from automl_orchestra.contracts.parameters import MethodBody, ModelBody
+from automl_orchestra.contracts.parameters import MethodBody
 from automl_orchestra.engines.core.automl import AutoMLEngine, AutoMLRequest, SearchOutcome, TrainingData
 from automl_orchestra.engines.core.base import StepContext, StepResult
 from automl_orchestra.engines.core.calls import (
@@ -136,9 +136,7 @@ class AutoGluonEngine(MethodEngine, AutoMLEngine[AutoGluonRequest]):
         return value
 
     def model(self, ctx: StepContext) -> StepResult:
-        request = ctx.request_as(ModelBody)
-        module_path, class_name = request.modulePath, request.class_
-        factory = import_allowed(module_path, class_name, self.allowed_modules)
+        module_path, class_name, factory = self.model_factory(ctx)
         kwargs = method_kwargs(ctx, "classParameters")
         if "path" in kwargs:
             raise StepError("classParameters 'path' is set by the orchestrator (the train step's output folder)")

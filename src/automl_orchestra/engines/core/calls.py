@@ -317,15 +317,19 @@ class MethodEngine(Engine):
     """
 
     allowed_modules: ClassVar[tuple[str, ...]] = ()
-    # What a subclass's own ``model`` (one that reads a request model where they are optional) falls back to;
-    # ``ModelBody``, read here, requires both.
 
-    def model(self, ctx: StepContext) -> StepResult:
+    def model_factory(self, ctx: StepContext) -> tuple[str, str, Any]:
+        """The module, class name and class that ``model/{tool}`` names, imported from the tool's allowed
+        modules."""
         request = ctx.request_as(ModelBody)
         module_path, class_name = request.modulePath, request.class_
         factory = import_allowed(module_path, class_name, self.allowed_modules)
         if not callable(factory):
             raise StepError(f"{module_path}.{class_name} cannot be instantiated")
+        return module_path, class_name, factory
+
+    def model(self, ctx: StepContext) -> StepResult:
+        module_path, class_name, factory = self.model_factory(ctx)
         kwargs = self.configure(factory, method_kwargs(ctx, "classParameters"), ctx)
         instance = factory(**kwargs)
         metadata = {
