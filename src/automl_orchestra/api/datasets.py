@@ -90,36 +90,50 @@ def _source(body: DatasetBody, settings: Settings) -> dict[str, Any]:
 
 
 async def _read_upload(request: Request, orchestra: Orchestra) -> tuple[StepBody, dict[str, Any]]:
+    """The upload of a multipart body: ``BodyLimits`` has counted the body as it arrived (413 past the
+    limit); the file goes to the step's storage only after its fields passed, and its bytes are counted
+    again there so the stored size is exact."""
     settings: Settings = orchestra.settings
     limit = settings.max_upload_mb * 2**20
-    declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > limit + 2**20:
-        raise ApiError(413, f"the upload is larger than the limit of {settings.max_upload_mb} MB")
-    form = await request.form(max_files=1, max_fields=32)
-    upload = form.get("file")
-    if not isinstance(upload, UploadFile):
-        raise ApiError(422, "the multipart upload needs a file field named 'file'")
-    fields: dict[str, Any] = {k: _form_value(k, v) for k, v in form.items() if k != "file" and isinstance(v, str)}
-    body = _validate(fields)
-    if body.url or body.path:
-        raise ApiError(422, "an upload cannot also give 'url' or 'path'")
-    if orchestra.service.exists(body.name):
-        raise ApiError(409, f"a step named {body.name!r} already exists; choose another name or PATCH it")
-    filename = _safe_filename(upload.filename or "upload.csv")
-    key = f"{step_prefix(body.name)}/source-{uuid.uuid4().hex[:12]}/{filename}"
-    size = 0
-    try:
-        with orchestra.store.open(key, "wb") as target:
-            while chunk := await upload.read(CHUNK):
-                size += len(chunk)
-                if size > limit:
-                    raise ApiError(413, f"the upload is larger than the limit of {settings.max_upload_mb} MB")
-                target.write(chunk)
-    except ApiError:
-        orchestra.store.delete_prefix(key.rsplit("/", 1)[0])
-        raise
+    async with request.form(max_files=1, max_fields=32) as form:
+        upload = form.get("file")
+        if not isinstance(upload, UploadFile):
+            raise ApiError(422, "the multipart upload needs a file field named 'file'")
+        fields = {k: _form_value(k, v) for k, v in form.items() if k != "file" and isinstance(v, str)}
+        body = _validate(fields)
+        if body.url or body.path:
+            raise ApiError(422, "an upload cannot also give 'url' or 'path'")
+        if orchestra.service.exists(body.name):
+            raise ApiError(409, f"a step named {body.name!r} already exists; choose another name or PATCH it")
+        filename = _safe_filename(upload.filename or "upload.csv")
+        key = f"{step_prefix(body.name)}/source-{uuid.uuid4().hex[:12]}/{filename}"
+        size = 0
+        try:
+            with orchestra.store.open(key, "wb") as target:
+                while chunk := await upload.read(CHUNK):
+                    size += len(chunk)
+                    if size > limit:
+                        raise ApiError(413, f"the upload is larger than the limit of {settings.max_upload_mb} MB")
+                    target.write(chunk)
+        except BaseException:
+            _delete_upload(orchestra, key)
+            raise
     source = UploadSource(kind="upload", key=key, filename=filename, sizeBytes=size).model_dump()
     return body, {**_format(body), "source": source}
+
+
+def discard_upload(orchestra: Orchestra, parameters: dict[str, Any]) -> None:
+    """Remove the stored upload of a dataset request that was refused after its file was stored."""
+    source = parameters.get("source") or {}
+    if source.get("kind") == "upload":
+        _delete_upload(orchestra, source["key"])
+
+
+def _delete_upload(orchestra: Orchestra, key: str) -> None:
+    """Delete an upload's ``source-…`` folder, and the step's folder when that leaves it empty."""
+    folder = key.rsplit("/", 1)[0]
+    orchestra.store.delete_prefix(folder)
+    orchestra.store.delete_if_empty(folder.rsplit("/", 1)[0])
 
 
 def _form_value(key: str, value: str) -> Any:

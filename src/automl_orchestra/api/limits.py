@@ -3,9 +3,11 @@
 ``BodyLimits`` is a pure ASGI middleware: it refuses a NUL byte in the path or query string (422), reads a
 non-multipart body up to ``MAX_BODY_BYTES`` as it arrives (413 past it, without holding the rest in memory),
 and refuses a JSON body nested deeper than ``MAX_JSON_DEPTH`` or holding ``NaN`` / ``Infinity`` (422) --
-before any JSON parser recurses into it. Multipart uploads stream through untouched: the dataset route caps
-them with ``ORCHESTRA_MAX_UPLOAD_MB``. Sizes inside a body (list lengths, strings, keys) are the request
-models' (``contracts/parameters.py``).
+before any JSON parser recurses into it. A multipart upload streams through, counted as it arrives: past
+``ORCHESTRA_MAX_UPLOAD_MB`` (plus ``FORM_SLACK_BYTES`` for the form's other fields) the rest is read on and
+thrown away, never stored, and the route reading it gets a 413 -- so a refused upload leaves nothing on disk
+and holds at most the limit. Sizes inside a body (list lengths, strings, keys) are the request models'
+(``contracts/parameters.py``).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from typing import Any
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from automl_orchestra.api.errors import error_response
+from automl_orchestra.api.errors import ApiError, error_response
 
 # The largest JSON (or other non-multipart) body, in bytes. A module constant rather than a setting: the
 # largest valid body is a code step's 1,000,000-character ``code`` (JSON-escaped, with its parameters), far
@@ -31,6 +33,10 @@ DRAIN_BYTES = 64 * 2**20
 # The largest ``skip`` of a page (keeps it within the database's 64-bit integers) and run number.
 MAX_SKIP = 10**12
 MAX_RUN_NUMBER = 10**9
+# Room in a multipart body for its boundaries and its small form fields, on top of the upload limit.
+FORM_SLACK_BYTES = 2**20
+# The upload limit when the app has no settings (a bare ``BodyLimits`` in a test).
+DEFAULT_UPLOAD_MB = 1024
 
 _STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
 _NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
@@ -68,10 +74,19 @@ class BodyLimits:
         headers = Headers(scope=scope)
         content_type = headers.get("content-type", "")
         has_body = "content-length" in headers or "transfer-encoding" in headers
-        if not has_body or content_type.startswith("multipart/form-data"):
+        declared = headers.get("content-length", "")
+        if has_body and content_type.startswith("multipart/form-data"):
+            upload_mb = _upload_mb(scope)
+            limit = upload_mb * 2**20 + FORM_SLACK_BYTES
+            too_large = f"the upload is larger than the limit of {upload_mb} MB"
+            if declared.isdigit() and int(declared) > limit:
+                await _reply(scope, receive, send, 413, too_large)
+                return
+            await self.app(scope, _counted(receive, limit, too_large), send)
+            return
+        if not has_body:
             await self.app(scope, receive, send)
             return
-        declared = headers.get("content-length", "")
         too_large = (
             f"the request body is larger than the limit of {MAX_BODY_BYTES} bytes ({MAX_BODY_BYTES // 2**20} MiB)"
         )
@@ -104,6 +119,39 @@ class BodyLimits:
                 await _reply(scope, receive, send, 422, f"invalid request body: {problem}")
                 return
         await self.app(scope, _replay(body, receive), send)
+
+
+def _upload_mb(scope: Scope) -> int:
+    """This server's upload limit (``ORCHESTRA_MAX_UPLOAD_MB``), read from the app the request is for."""
+    orchestra = getattr(getattr(scope.get("app"), "state", None), "orchestra", None)
+    return int(orchestra.settings.max_upload_mb) if orchestra is not None else DEFAULT_UPLOAD_MB
+
+
+def _counted(receive: Receive, limit: int, too_large: str) -> Receive:
+    """``receive`` that counts the body as it arrives and, past ``limit``, throws the rest away unread into
+    anything (up to ``DRAIN_BYTES``, so the client still gets the answer) and raises a 413 in the route."""
+    size = 0
+
+    async def counted() -> Message:
+        nonlocal size
+        message = await receive()
+        if message["type"] == "http.request":
+            size += len(message.get("body", b""))
+            if size > limit:
+                await _drain(receive, message)
+                raise ApiError(413, too_large, headers={"Connection": "close"})
+        return message
+
+    return counted
+
+
+async def _drain(receive: Receive, message: Message) -> None:
+    drained = 0
+    while message.get("more_body", False) and drained < DRAIN_BYTES:
+        message = await receive()
+        if message["type"] != "http.request":
+            return
+        drained += len(message.get("body", b""))
 
 
 def _replay(body: bytes, receive: Receive) -> Receive:

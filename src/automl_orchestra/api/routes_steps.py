@@ -103,7 +103,11 @@ def _tool_routes(api: APIRouter, service: str, tool: str, creatable: bool) -> No
 
         async def create_dataset(request: Request, orchestra: OrchestraDep, role: str = creator) -> JSONResponse:
             body, parameters = await datasets.read_request(request, orchestra, tool)
-            return create_step(orchestra, role, service, tool, body, parameters)
+            try:
+                return create_step(orchestra, role, service, tool, body, parameters)
+            except BaseException:
+                datasets.discard_upload(orchestra, parameters)  # a refused step keeps none of its upload
+                raise
 
         api.add_api_route(
             base,

@@ -131,11 +131,11 @@ def router() -> APIRouter:
         openapi_extra=_multipart("raw_data", "labels", params=True),
     )
     async def train(request: Request, orchestra: OrchestraDep, role: EditorRole) -> dict[str, Any]:
-        form = await request.form(max_files=3, max_fields=8)
-        params = _train_params(form.get("params"), await _optional_text(form.get("params")))
-        raw = await _upload(form.get("raw_data"), "raw_data", orchestra.settings.max_upload_mb)
-        labels_field = form.get("labels")
-        labels = await _upload(labels_field, "labels", orchestra.settings.max_upload_mb) if labels_field else None
+        async with request.form(max_files=3, max_fields=8) as form:  # closes the spooled files at once
+            params = _train_params(form.get("params"), await _optional_text(form.get("params")))
+            raw = await _upload(form.get("raw_data"), "raw_data", orchestra.settings.max_upload_mb)
+            labels_field = form.get("labels")
+            labels = await _upload(labels_field, "labels", orchestra.settings.max_upload_mb) if labels_field else None
         await asyncio.to_thread(check_ids, raw, labels, params.extract_features.column_id)
         model_id = str(params.pipeline_id) if params.pipeline_id is not None else uuid.uuid4().hex[:8]
         steps = await asyncio.to_thread(_create_training, orchestra, role, model_id, params, raw, labels)
@@ -153,8 +153,8 @@ def router() -> APIRouter:
         request: Request, orchestra: OrchestraDep, role: EditorRole, model_id: str = model_path
     ) -> dict[str, Any]:
         model = await asyncio.to_thread(_model_step, orchestra, model_id)
-        form = await request.form(max_files=1, max_fields=4)
-        raw = await _upload(form.get("raw_data"), "raw_data", orchestra.settings.max_upload_mb)
+        async with request.form(max_files=1, max_fields=4) as form:
+            raw = await _upload(form.get("raw_data"), "raw_data", orchestra.settings.max_upload_mb)
         steps = await asyncio.to_thread(_create_prediction, orchestra, role, model, raw)
         settled = await wait_settled(orchestra, steps, EXTRA_WAIT_S)
         _raise_if_failed(settled)

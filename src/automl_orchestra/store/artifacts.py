@@ -90,6 +90,12 @@ class ArtifactStore:
         if self.fs.exists(path):
             self.fs.rm(path, recursive=True)
 
+    def delete_if_empty(self, prefix: str) -> None:
+        """Remove the folder ``prefix`` when nothing is left in it (object stores have no empty folders)."""
+        if self.is_local:
+            with contextlib.suppress(OSError):  # not empty, or already gone
+                os.rmdir(self.path(prefix))
+
     @contextlib.contextmanager
     def local_copy(self, key: str) -> Iterator[Path]:
         """A local path for ``key``: the file itself on local storage, a downloaded copy otherwise."""
