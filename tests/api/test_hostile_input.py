@@ -10,6 +10,7 @@ from typing import Any
 import httpx
 
 from automl_orchestra.api.limits import MAX_BODY_BYTES, MAX_JSON_DEPTH
+from automl_orchestra.contracts.outputs import CUT, MAX_OUTPUT_DEPTH
 from automl_orchestra.contracts.parameters import MAX_ITEMS
 from tests.api.helpers import post, upload
 from tests.conftest import ServerHandle
@@ -120,4 +121,19 @@ def test_patch_cannot_rename(http: httpx.Client) -> None:
     refused(http.patch("/model/scikitlearn/hi_anchor", json={"modelName": "other"}), 422, "cannot change")
     assert len(http.get("/steps/hi_anchor/runs").json()["result"]) == runs  # no run started
     assert http.get("/steps/other").status_code == 404
+    listings_answer(http)
+
+
+def test_deep_output_of_a_code_step_keeps_every_listing_answering(server: ServerHandle, http: httpx.Client) -> None:
+    code = "value = 'leaf'\nfor _ in range(300):\n    value = {'a': value}\nresponse = value\n"
+    post(http, "/function/python", {"name": "hi_deep_output", "code": code})
+    assert server.wait("hi_deep_output")["status"] == "finished"
+    value = http.get("/function/python/hi_deep_output").json()["result"][1]
+    depth = 0
+    while isinstance(value, dict):
+        value, depth = value["a"], depth + 1
+    assert value == CUT and depth == MAX_OUTPUT_DEPTH
+    for url in ("/steps", "/function/python", "/steps/hi_deep_output", "/steps/hi_deep_output/runs"):
+        response = http.get(url)
+        assert response.status_code == 200, (url, response.text)
     listings_answer(http)

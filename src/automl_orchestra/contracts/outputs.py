@@ -20,6 +20,10 @@ ARRAYS_FILE = "data.npz"
 JSON_FILE = "data.json"
 OBJECT_FILE = "model.joblib"
 SUMMARY_FILE = "summary.json"
+# How deep a JSON value a step produces (its output, metadata, metrics) may nest; deeper levels are cut and
+# replaced by ``CUT`` so every listing and document can always be serialized (pydantic stops near 255).
+MAX_OUTPUT_DEPTH = 64
+CUT = f"<nested deeper than {MAX_OUTPUT_DEPTH} levels: cut>"
 
 
 class OutputRef(BaseModel):
@@ -35,12 +39,15 @@ class OutputRef(BaseModel):
     )
 
 
-def json_safe(value: Any) -> Any:
-    """Plain, strict JSON: numpy values unwrapped, NaN/inf as null, dates as ISO text, the rest as repr."""
+def json_safe(value: Any, depth: int = 0) -> Any:
+    """Plain, strict JSON: numpy values unwrapped, NaN/inf as null, dates as ISO text, the rest as repr,
+    and nothing nested deeper than ``MAX_OUTPUT_DEPTH`` (cut to ``CUT``)."""
+    if isinstance(value, dict | list | tuple | set) and depth >= MAX_OUTPUT_DEPTH:
+        return CUT
     if isinstance(value, dict):
-        return {str(key): json_safe(item) for key, item in value.items()}
+        return {str(key): json_safe(item, depth + 1) for key, item in value.items()}
     if isinstance(value, list | tuple | set):
-        return [json_safe(item) for item in value]
+        return [json_safe(item, depth + 1) for item in value]
     if isinstance(value, float):
         return value if math.isfinite(value) else None
     if value is None or isinstance(value, bool | int | str):
@@ -52,7 +59,7 @@ def json_safe(value: Any) -> Any:
     for attr in ("item", "tolist"):  # numpy scalars and arrays
         if hasattr(value, attr):
             try:
-                return json_safe(getattr(value, attr)())
+                return json_safe(getattr(value, attr)(), depth)
             except (TypeError, ValueError):
                 break
     return repr(value)

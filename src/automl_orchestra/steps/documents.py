@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+from automl_orchestra.contracts.outputs import json_safe
 from automl_orchestra.store.models import SETTLED, Run, Step
 
 API_PREFIX = "/api/v1"
@@ -30,7 +31,8 @@ def step_document(step: Step, parents: list[str] | None = None) -> dict[str, Any
         "status": step.status,
         "finished": step.status == "finished",
         "settled": step.status in SETTLED,
-        "parameters": step.parameters,
+        # Cut at MAX_OUTPUT_DEPTH: a row stored before the request limits must not break every listing.
+        "parameters": json_safe(step.parameters),
         "description": step.description,
         "createdAt": _iso(step.created_at),
         "updatedAt": _iso(step.updated_at),
@@ -42,7 +44,7 @@ def step_document(step: Step, parents: list[str] | None = None) -> dict[str, Any
         "output": {"kind": output["kind"], "files": output.get("files", [])} if output else None,
         "url": step_url(step),
     }
-    meta = dict(step.meta or {})
+    meta = json_safe(dict(step.meta or {}))
     doc["metrics"] = meta.pop("metrics", {})
     # What the engine reported joins the document, but never replaces the step's own fields.
     doc.update({key: value for key, value in meta.items() if key not in doc})
@@ -55,7 +57,7 @@ def run_document(run: Run) -> dict[str, Any]:
         "id": run.id,
         "status": run.status,
         "attempt": run.attempt,
-        "parameters": run.parameters,
+        "parameters": json_safe(run.parameters),
         "createdAt": _iso(run.created_at),
         "startedAt": _iso(run.started_at),
         "finishedAt": _iso(run.finished_at),

@@ -32,6 +32,7 @@ from automl_orchestra.contracts.outputs import (
     TABLE_FILE,
     OutputKind,
     OutputRef,
+    json_safe,
 )
 from automl_orchestra.engines.core import tables
 
@@ -96,7 +97,9 @@ def list_files(out_dir: Path) -> list[str]:
 
 
 def write_json(path: Path, document: Any) -> None:
-    path.write_text(json.dumps(document, indent=1, allow_nan=False, default=str), encoding="utf-8")
+    """Strict JSON, cut at ``MAX_OUTPUT_DEPTH`` levels so the API can always read and serve it back."""
+    text = json.dumps(json_safe(document), indent=1, allow_nan=False, default=str)
+    path.write_text(text, encoding="utf-8")
 
 
 # ----- tables -------------------------------------------------------------------------------------
