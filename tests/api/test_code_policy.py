@@ -148,3 +148,13 @@ def test_code_role_may_use_function_transformer(auth_server: ServerHandle) -> No
     with httpx.Client(base_url=auth_server.api, headers={"Authorization": "Bearer editor-token"}) as editor:
         response = editor.patch("/steps/cp_ft", json={"classParameters": {}})
         assert response.status_code == 403
+        response = editor.patch("/model/scikitlearn/cp_ft", json={"classParameters": {}})
+        assert response.status_code == 403
+    # The code role re-executes it (both PATCH routes), and the re-run has the code right again.
+    changed = {"classParameters": {"func": "$cp_scaler.fit_transform", "validate": True}}
+    with auth_server.client("admin-token") as admin:
+        for route in ("/steps/cp_ft", "/model/scikitlearn/cp_ft"):
+            response = admin.patch(route, json=changed)
+            assert response.status_code == 200, response.text
+            document = auth_server.wait("cp_ft")
+            assert document["status"] == "finished" and document["allowCode"] is True, document

@@ -21,6 +21,7 @@ from automl_orchestra.api.dependencies import (
     check_budget_fits,
     checked_step,
     creator_role,
+    may_run_code,
     require_editor,
     require_viewer,
 )
@@ -159,12 +160,13 @@ def _tool_routes(api: APIRouter, service: str, tool: str, creatable: bool) -> No
 
     def patch(
         orchestra: OrchestraDep,
+        role: str = creator,
         name: str = NamePath,
         cascade: bool = Cascade,
         changes: dict[str, Any] = Body(default_factory=dict, openapi_examples={"example": {"value": {}}}),
     ) -> dict[str, Any]:
         step = orchestra.service.get_in(name, service, tool)
-        return update_step(orchestra, step, changes, cascade)
+        return update_step(orchestra, role, step, changes, cascade)
 
     def remove(orchestra: OrchestraDep, name: str = NamePath, cascade: bool = Cascade) -> dict[str, Any]:
         orchestra.service.get_in(name, service, tool)
@@ -173,7 +175,7 @@ def _tool_routes(api: APIRouter, service: str, tool: str, creatable: bool) -> No
     route = _adder(api, tag)
     route(base, list_steps, "GET", f"List {service}/{tool} steps", examples.LIST, VIEWER)
     route(f"{base}/{{name}}", read, "GET", "Metadata and content page", examples.PAGE, VIEWER)
-    route(f"{base}/{{name}}", patch, "PATCH", "Re-execute with changes", examples.UPDATED, [creator])
+    route(f"{base}/{{name}}", patch, "PATCH", "Re-execute with changes", examples.UPDATED, [])
     route(f"{base}/{{name}}", remove, "DELETE", "Delete the step", examples.DELETED, EDITOR)
     _sub_resources(api, f"{base}/{{name}}", tag, lambda o, n: o.service.get_in(n, service, tool))
 
@@ -209,7 +211,7 @@ def _by_name_routes(api: APIRouter) -> None:
         # Only the stored step says whether it is code: checked after the lookup, which an editor may make.
         if catalog.runs_code(step.service, step.tool):
             require_code(role, orchestra.settings)
-        return update_step(orchestra, step, changes, cascade)
+        return update_step(orchestra, role, step, changes, cascade)
 
     def remove(orchestra: OrchestraDep, name: str = NamePath, cascade: bool = Cascade) -> dict[str, Any]:
         return delete_step(orchestra, name, cascade)
@@ -326,9 +328,11 @@ def _adder(api: APIRouter, tag: str) -> Callable[[str, Callable[..., Any], str, 
 # ----- shared handlers -----------------------------------------------------------------------------
 
 
-def update_step(orchestra: Orchestra, step: Step, changes: dict[str, Any], cascade: bool) -> dict[str, Any]:
-    """Re-execute ``step`` (looked up by the route after its role checks) with ``changes``."""
+def update_step(orchestra: Orchestra, role: str, step: Step, changes: dict[str, Any], cascade: bool) -> dict[str, Any]:
+    """Re-execute ``step`` (looked up by the route after its role checks) with ``changes``, with the code
+    right of the caller: the code policy applies unless ``role`` may run code."""
     settings = orchestra.settings
+    allow_code = may_run_code(role, settings)
     if step.owner:
         raise ApiError(409, f"{step.name!r} is produced by step {step.owner!r}: re-execute that step instead")
     changes = _same_name(step, changes)
@@ -337,11 +341,11 @@ def update_step(orchestra: Orchestra, step: Step, changes: dict[str, Any], casca
     else:
         merged = {**step.parameters, **changes}
         body = _validated(request_model(step.service, step.tool), {**merged, "name": step.name})
-        check_body(step.service, step.tool, body, settings)
+        check_body(step.service, step.tool, body, settings, allow_code=allow_code)
         # A PATCH keeps the step's limits: its new budget must fit the timeout decided at POST.
         check_budget_fits(body, float((step.limits or {}).get("timeoutS") or settings.step_timeout_s))
         parameters = body.to_parameters()
-    updated = orchestra.service.update(step.name, parameters, cascade)
+    updated = orchestra.service.update(step.name, parameters, cascade, allow_code=allow_code)
     return {"result": step_url(updated)}
 
 

@@ -183,9 +183,10 @@ class StepService:
         session.flush()
         return names
 
-    def update(self, name: str, parameters: dict[str, Any], cascade: bool = False) -> Step:
+    def update(self, name: str, parameters: dict[str, Any], cascade: bool = False, allow_code: bool = False) -> Step:
         """Re-execute ``name`` with new (complete) parameters; dependents go stale, or re-run in order
-        when ``cascade``; steps derived from it always re-run with it."""
+        when ``cascade``; steps derived from it always re-run with it. The step runs with the code right
+        only when the caller of the re-execution has it (``allow_code``); dependents keep their own."""
         touched: list[str] = []
         cancelled: list[str | None] = []
         with self.sessions() as session:
@@ -202,8 +203,10 @@ class StepService:
             session.execute(delete(Edge).where(Edge.child == name, Edge.reference != DERIVED_EDGE))
             session.add_all(edges)
             step.parameters = parameters
-            # A re-execution runs without the creator's code right: the caller of a PATCH may not have it.
+            # The code right is the caller's, never inherited from the step's creator.
             step.meta = {k: v for k, v in (step.meta or {}).items() if k != code_policy.ALLOW_CODE_META}
+            if allow_code:
+                step.meta = {**step.meta, code_policy.ALLOW_CODE_META: True}
             self._queue_run(session, step)
             touched.append(name)
             for child_name in descendants:
