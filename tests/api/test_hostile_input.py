@@ -137,3 +137,30 @@ def test_deep_output_of_a_code_step_keeps_every_listing_answering(server: Server
         response = http.get(url)
         assert response.status_code == 200, (url, response.text)
     listings_answer(http)
+
+
+TS_RAW = b"id,time,x\n" + b"".join(f"{i},{t},{t * 0.1}\n".encode() for i in range(4) for t in range(5))
+TS_LABELS = b"id,label\n0,a\n1,b\n2,a\n3,b\n"
+ALIASES = "a: &a [x, x, x, x, x, x, x, x, x]\n" + "".join(
+    f"{c}: &{c} [{', '.join([f'*{p}'] * 9)}]\n" for p, c in zip("abcdefgh", "bcdefghi", strict=True)
+)
+
+
+def test_time_series_parameter_files_are_checked_before_building(server: ServerHandle, http: httpx.Client) -> None:
+    """The YAML parameter file: aliases (a billion-values bomb), deep nesting, size, and values a step's
+    body refuses all answer 4xx, and nothing they sent stays in the artifact store."""
+    cases = {
+        "a: " + "[" * 3000 + "]" * 3000: (422, f"nested more than {MAX_JSON_DEPTH} levels deep"),
+        "extract_features:\n  default_fc_parameters:\n    " + ALIASES.replace("\n", "\n    "): (422, "aliases"),
+        "tpot: {baselines: [" + ", ".join(["lr"] * 40_000) + "]}": (413, "64 KiB"),
+        "pipeline_id: '../../etc'": (422, "pipeline_id"),
+        "tpot: {max_time_s: 1.0e+300}": (422, "timeBudget"),
+        "- a list": (422, "must be a mapping"),
+        "a: !!python/object/apply:os.system ['id']": (422, "neither YAML nor JSON"),
+    }
+    for params, (status, phrase) in cases.items():
+        files = {"params": ("p.yml", params.encode()), "raw_data": ("r.csv", TS_RAW), "labels": ("l.csv", TS_LABELS)}
+        refused(http.post("/timeseries/train", files=files), status, phrase)
+    assert not list((server.home / "artifacts").glob("steps/ts-*"))
+    assert http.get("/timeseries/models").status_code == 200
+    listings_answer(http)

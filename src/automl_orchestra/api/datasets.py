@@ -116,7 +116,7 @@ async def _read_upload(request: Request, orchestra: Orchestra) -> tuple[StepBody
                         raise ApiError(413, f"the upload is larger than the limit of {settings.max_upload_mb} MB")
                     target.write(chunk)
         except BaseException:
-            _delete_upload(orchestra, key)
+            delete_upload(orchestra, key)
             raise
     source = UploadSource(kind="upload", key=key, filename=filename, sizeBytes=size).model_dump()
     return body, {**_format(body), "source": source}
@@ -126,10 +126,10 @@ def discard_upload(orchestra: Orchestra, parameters: dict[str, Any]) -> None:
     """Remove the stored upload of a dataset request that was refused after its file was stored."""
     source = parameters.get("source") or {}
     if source.get("kind") == "upload":
-        _delete_upload(orchestra, source["key"])
+        delete_upload(orchestra, source["key"])
 
 
-def _delete_upload(orchestra: Orchestra, key: str) -> None:
+def delete_upload(orchestra: Orchestra, key: str) -> None:
     """Delete an upload's ``source-…`` folder, and the step's folder when that leaves it empty."""
     folder = key.rsplit("/", 1)[0]
     orchestra.store.delete_prefix(folder)

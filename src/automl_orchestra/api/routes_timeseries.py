@@ -20,7 +20,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
 
 import pyarrow.parquet as pq
 import yaml
@@ -29,11 +29,18 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.datastructures import UploadFile
 
 from automl_orchestra.api import examples
-from automl_orchestra.api.datasets import _safe_filename
+from automl_orchestra.api.datasets import _safe_filename, delete_upload
 from automl_orchestra.api.dependencies import EditorRole, Orchestra, OrchestraDep, checked_step, require_viewer
 from automl_orchestra.api.errors import ApiError, summarize
 from automl_orchestra.contracts.outputs import TABLE_FILE
-from automl_orchestra.contracts.parameters import AutoMLBody, Limits, MethodBody, StepBody
+from automl_orchestra.contracts.parameters import (
+    MAX_DEPTH,
+    MAX_SHORT,
+    AutoMLBody,
+    Limits,
+    MethodBody,
+    StepBody,
+)
 from automl_orchestra.runtime.events import wait_for
 from automl_orchestra.steps.documents import step_document
 from automl_orchestra.steps.service import NewStep
@@ -48,14 +55,16 @@ FAILED = frozenset({"failed", "cancelled"})
 EXTRA_WAIT_S = 600.0
 # Steps get one core unless told otherwise; the service's heavy steps (features, search) use the machine's.
 SEARCH_CPUS = max(1, min(os.cpu_count() or 1, 16))
+# The largest parameter file (a few lines of YAML in practice).
+MAX_PARAMS_BYTES = 64 * 1024
 
 
 class ExtractParams(BaseModel):
     model_config = ConfigDict(extra="allow")
 
-    default_fc_parameters: str | dict[str, Any] = "efficient"
-    column_id: str = "id"
-    column_sort: str = "time"
+    default_fc_parameters: Annotated[str, Field(max_length=MAX_SHORT)] | dict[str, Any] = "efficient"
+    column_id: str = Field(default="id", max_length=MAX_SHORT)
+    column_sort: str = Field(default="time", max_length=MAX_SHORT)
 
 
 class TpotParams(BaseModel):
@@ -67,7 +76,7 @@ class TpotParams(BaseModel):
     generations: int | None = Field(default=None, ge=1)
     populationSize: int | None = Field(default=None, ge=2, alias="population_size")
     cv: int = Field(default=5, ge=2, le=100)
-    scoring: str = "accuracy"
+    scoring: str = Field(default="accuracy", max_length=MAX_SHORT)
     seed: int = Field(default=1, alias="random_state")
     baselines: list[str] | None = Field(default=None, description="strong baselines cross-validated before TPOT")
 
@@ -75,7 +84,9 @@ class TpotParams(BaseModel):
 class TrainParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    pipeline_id: str | int | None = None
+    pipeline_id: Annotated[str, Field(pattern=MODEL_ID)] | Annotated[int, Field(ge=0, le=10**18)] | None = Field(
+        default=None, description="the model id: letters, digits, '_' and '-', at most 101 characters"
+    )
     extract_features: ExtractParams = Field(default_factory=ExtractParams)
     select_features: bool = True
     tpot: TpotParams = Field(default_factory=TpotParams)
@@ -182,13 +193,21 @@ def router() -> APIRouter:
 
 async def _optional_text(field: Any) -> str | None:
     if isinstance(field, UploadFile):
-        return (await field.read()).decode("utf-8", "replace")
+        data = await field.read(MAX_PARAMS_BYTES + 1)
+        if len(data) > MAX_PARAMS_BYTES:
+            raise ApiError(413, f"params is larger than the limit of {MAX_PARAMS_BYTES // 1024} KiB")
+        return data.decode("utf-8", "replace")
+    if isinstance(field, str) and len(field) > MAX_PARAMS_BYTES:
+        raise ApiError(413, f"params is larger than the limit of {MAX_PARAMS_BYTES // 1024} KiB")
     return field if isinstance(field, str) else None
 
 
 def _train_params(_field: Any, text: str | None) -> TrainParams:
     """The parameter file, YAML or JSON (JSON is YAML); an absent file means every default."""
     try:
+        problem = _yaml_problem(text) if text else None
+        if problem:
+            raise ApiError(422, f"invalid params: {problem}")
         data = yaml.safe_load(text) if text else {}
     except yaml.YAMLError as exc:
         raise ApiError(422, f"params is neither YAML nor JSON: {exc}") from exc
@@ -207,6 +226,23 @@ async def _upload(field: Any, name: str, limit_mb: int) -> Upload:
     if len(data) > limit_mb * 2**20:
         raise ApiError(413, f"{name} is larger than the limit of {limit_mb} MB")
     return Upload(_safe_filename(field.filename or f"{name}.csv"), data)
+
+
+def _yaml_problem(text: str) -> str | None:
+    """Why a parameter file is refused before it is built into objects: aliases (one line of them can stand
+    for billions of values) and nesting deeper than ``MAX_DEPTH``. Reads the parser's events, which -- unlike
+    building the document -- never recurse."""
+    depth = 0
+    for event in yaml.parse(text, Loader=yaml.SafeLoader):
+        if isinstance(event, yaml.AliasEvent):
+            return "YAML aliases (*name) are not allowed; write the values out"
+        if isinstance(event, yaml.CollectionStartEvent):
+            depth += 1
+            if depth > MAX_DEPTH:
+                return f"nested more than {MAX_DEPTH} levels deep"
+        elif isinstance(event, yaml.CollectionEndEvent):
+            depth -= 1
+    return None
 
 
 # ----- id checks (cheap, in the API process: the csv module only) -----------------------------------
@@ -280,9 +316,11 @@ def _create_all(orchestra: Orchestra, build: Callable[[list[dict[str, Any]]], li
     try:
         steps = build(sources)
         orchestra.service.create_many(steps)
-    except Exception:
+    except BaseException as exc:
         for source in sources:
-            orchestra.store.delete_prefix(str(source["key"]).rsplit("/", 1)[0])
+            delete_upload(orchestra, str(source["key"]))
+        if isinstance(exc, ValidationError):  # a value of the parameter file that a step's body refuses
+            raise ApiError(422, "invalid params: " + summarize(exc.errors()), exc.errors(include_url=False)) from exc
         raise
     return [new.name for new in steps]
 
