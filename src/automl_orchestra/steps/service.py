@@ -9,7 +9,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 from sqlalchemy import CursorResult, delete, func, select, update
 from sqlalchemy.exc import IntegrityError
@@ -39,6 +39,26 @@ class NewStep:
     retryable: bool = False
     limits: dict[str, Any] = field(default_factory=dict)
     meta: dict[str, Any] = field(default_factory=dict)  # shown in the step's document until its run adds more
+
+
+T = TypeVar("T")
+# How often a re-execution or deletion is tried again when a concurrent one changed the same steps' edges.
+ATTEMPTS = 3
+
+
+def _retried(work: Callable[[], T]) -> T:
+    """``work`` (one transaction), again from the start when a concurrent transaction broke a constraint
+    under it -- a DELETE removing the parent a PATCH links to, or a PATCH linking to a step being deleted:
+    the next attempt reads the new state and answers what it means (404, 422, 409) instead of a 500."""
+    for _ in range(ATTEMPTS - 1):
+        try:
+            return work()
+        except IntegrityError:
+            continue
+    try:
+        return work()
+    except IntegrityError as exc:
+        raise Conflict("the steps changed under this request several times; try it again") from exc
 
 
 def derived_name(owner: str, output: str) -> str:
@@ -187,6 +207,13 @@ class StepService:
         """Re-execute ``name`` with new (complete) parameters; dependents go stale, or re-run in order
         when ``cascade``; steps derived from it always re-run with it. The step runs with the code right
         only when the caller of the re-execution has it (``allow_code``); dependents keep their own."""
+        touched, cancelled = _retried(lambda: self._update(name, parameters, cascade, allow_code))
+        self._notify(touched, cancelled)
+        return self.get(name)
+
+    def _update(
+        self, name: str, parameters: dict[str, Any], cascade: bool, allow_code: bool
+    ) -> tuple[list[str], list[str | None]]:
         touched: list[str] = []
         cancelled: list[str | None] = []
         with self.sessions() as session:
@@ -225,10 +252,16 @@ class StepService:
                     child.updated_at = utcnow()
                 touched.append(child_name)
             session.commit()
-        self._notify(touched, cancelled)
-        return self.get(name)
+        return touched, cancelled
 
     def delete(self, name: str, cascade: bool = False) -> list[str]:
+        doomed, cancelled = _retried(lambda: self._delete(name, cascade))
+        for doomed_name in doomed:
+            self.store.delete_prefix(step_prefix(doomed_name))
+        self._notify(doomed, cancelled)
+        return doomed
+
+    def _delete(self, name: str, cascade: bool) -> tuple[list[str], list[str | None]]:
         with self.sessions() as session:
             step = self._get(session, name)
             if step.owner and not cascade:
@@ -251,10 +284,7 @@ class StepService:
             session.execute(delete(Run).where(Run.step_name.in_(doomed)))
             session.execute(delete(Step).where(Step.name.in_(doomed)))
             session.commit()
-        for doomed_name in doomed:
-            self.store.delete_prefix(step_prefix(doomed_name))
-        self._notify(doomed, cancelled)
-        return doomed
+        return doomed, cancelled
 
     def cancel(self, name: str) -> Step:
         with self.sessions() as session:

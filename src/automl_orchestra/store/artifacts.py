@@ -86,8 +86,13 @@ class ArtifactStore:
         self.fs.copy(self.path(source), self.path(target), recursive=True)
 
     def delete_prefix(self, prefix: str) -> None:
+        """Delete everything under ``prefix``; what a concurrent delete or publish removed first is not an
+        error (a DELETE racing a run's end, or two DELETEs of one step)."""
         path = self.path(prefix)
-        if self.fs.exists(path):
+        if self.is_local:
+            _remove_tree(path)
+            return
+        with contextlib.suppress(FileNotFoundError):
             self.fs.rm(path, recursive=True)
 
     def delete_if_empty(self, prefix: str) -> None:
@@ -122,6 +127,17 @@ def _same_device(local_dir: Path, staging: str) -> bool:
         return os.stat(local_dir).st_dev == os.stat(Path(staging).parent).st_dev
     except OSError:
         return False
+
+
+def _remove_tree(path: str, attempts: int = 5) -> None:
+    """``rmtree`` that tolerates files vanishing under it and repeats while a concurrent publish renames a
+    folder into the tree; the last attempt raises what is left (a real permission problem)."""
+    for _ in range(attempts):
+        shutil.rmtree(path, ignore_errors=True)
+        if not os.path.lexists(path):
+            return
+    with contextlib.suppress(FileNotFoundError):
+        shutil.rmtree(path)
 
 
 def step_prefix(name: str) -> str:
