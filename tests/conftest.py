@@ -21,6 +21,9 @@ import pytest
 TOKENS = {"admin-token": "admin", "editor-token": "editor", "viewer-token": "viewer"}
 
 
+START_TIMEOUT_S = 180.0
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -57,7 +60,8 @@ class ServerHandle:
         self.process = subprocess.Popen(
             [sys.executable, "-m", "automl_orchestra.api.server"], env=env, stdout=log, stderr=log
         )
-        deadline = time.monotonic() + 60
+        # Generous: a loaded CI machine took ~50 s to start a server with two warm workers.
+        deadline = time.monotonic() + START_TIMEOUT_S
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise RuntimeError(f"server exited: {(self.home / 'server.log').read_text()[-3000:]}")
@@ -67,7 +71,8 @@ class ServerHandle:
             except httpx.HTTPError:
                 pass
             time.sleep(0.1)
-        raise RuntimeError("server did not start within 60 s")
+        self.stop(kill=True)  # never leave an unowned server behind
+        raise RuntimeError(f"server did not start within {START_TIMEOUT_S:g} s")
 
     def stop(self, kill: bool = False) -> None:
         if self.process is None:

@@ -135,6 +135,21 @@ def test_cache_reuses_a_finished_run(server: ServerHandle, http: httpx.Client) -
     assert content(http, "/function/python/lc_cache_b")[1] == "computed"
 
 
+def test_a_cached_step_does_not_inherit_the_code_right(auth_server: ServerHandle) -> None:
+    """The code right (``allowCode``) belongs to the creator of each step: an editor's step that reuses an
+    admin's identical one from the cache does not get it."""
+    body = {"modulePath": "sklearn.linear_model", "class": "LogisticRegression", "cache": True}
+    with auth_server.client("admin-token") as admin, auth_server.client("editor-token") as editor:
+        admins = run(auth_server, admin, "/model/scikitlearn", {"name": "lc_code_right_a", **body})
+        assert admins["allowCode"] is True
+        editors = run(auth_server, editor, "/model/scikitlearn", {"name": "lc_code_right_b", **body})
+        record = editor.get("/steps/lc_code_right_b/runs").json()["result"][0]
+        first = editor.get("/steps/lc_code_right_a/runs").json()["result"][0]
+        assert record["cachedFrom"] == first["id"]  # reused, not run again
+        assert "allowCode" not in editors, editors
+        assert editor.get("/steps/lc_code_right_a").json()["result"]["allowCode"] is True
+
+
 def test_malformed_csv_fails_with_a_clear_reason(server: ServerHandle, http: httpx.Client, tmp_path: Path) -> None:
     bad = tmp_path / "bad.csv"
     bad.write_text("a,b,c\n1,2,3\n4,5\n6,7,8,9\n")
@@ -171,7 +186,8 @@ def test_in_place_datatype_reexecutes_the_dataset(server: ServerHandle, http: ht
 
 def test_restart_mid_step_fails_it_with_reason_and_requeues_retryable(fresh_server: ServerHandle) -> None:
     with fresh_server.client() as http:
-        post(http, "/function/python", code_step("lc_victim", "import time\ntime.sleep(120)"))
+        victim = "print('victim was here', flush=True)\nimport time\ntime.sleep(120)"
+        post(http, "/function/python", code_step("lc_victim", victim))
         post(http, "/function/python", code_step("lc_retry", "import time\ntime.sleep(120)", retryable=True))
         post(
             http,
@@ -182,17 +198,27 @@ def test_restart_mid_step_fails_it_with_reason_and_requeues_retryable(fresh_serv
         while {http.get(f"/steps/{n}").json()["result"]["status"] for n in ("lc_victim", "lc_retry")} != {"running"}:
             assert time.monotonic() < deadline
             time.sleep(0.1)
+        while not any(
+            "victim was here" in p.read_text() for p in fresh_server.home.glob("work/lc_victim/*/stdout.log")
+        ):
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
         workers = [p for p in psutil.Process(fresh_server.process.pid).children(recursive=True)]  # type: ignore[union-attr]
     fresh_server.restart(kill=True)
     with fresh_server.client() as http:
+        # at once: the new server ended them before it answered its first request
         victim = http.get("/steps/lc_victim").json()["result"]
         assert victim["status"] == "failed"
         assert "server stopped while the step was running" in victim["error"]["reason"]
+        assert "victim was here" in http.get("/steps/lc_victim/logs").json()["result"]["stdout"]
         assert http.get("/steps/lc_retry").json()["result"]["status"] in {"pending", "running"}
         assert fresh_server.wait("lc_queued")["status"] == "failed"  # its input failed
         http.post("/steps/lc_retry/cancel")
-    time.sleep(2)
-    assert not [p for p in workers if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+    assert not list(fresh_server.home.glob("work/lc_victim"))
+    deadline = time.monotonic() + 30
+    while [p for p in workers if _running(p)]:
+        assert time.monotonic() < deadline, "processes of the killed server's workers outlived it"
+        time.sleep(0.2)
 
 
 def test_observe_times_out_and_returns_at_once_when_settled(server: ServerHandle, http: httpx.Client) -> None:
@@ -221,19 +247,47 @@ def test_sse_stream_reports_status_changes(server: ServerHandle, http: httpx.Cli
     assert "running" in statuses or "pending" in statuses
 
 
-def test_server_stop_ends_processes_a_step_left_behind(fresh_server: ServerHandle) -> None:
-    """A step that leaves a helper process running (a joblib/loky pool, a stray subprocess) does not leave it
-    to outlive the server: stopping the server ends the worker's whole process group."""
+def test_a_finished_step_leaves_no_process_running(fresh_server: ServerHandle) -> None:
+    """A step that leaves a helper process running (a joblib/loky pool, a stray subprocess) does not leave
+    it to outlive the step (tests/runtime/test_ownership.py covers processes that leave the group)."""
     with fresh_server.client() as http:
         code = "import subprocess\nresponse = subprocess.Popen(['sleep', '300']).pid"
         run(fresh_server, http, "/function/python", {"name": "lc_leaves_child", "code": code})
         pid = content(http, "/function/python/lc_leaves_child")[1]
-    assert _alive(pid)  # the step finished, its helper process lives on in the worker's group
+    _poll_gone(pid)
+
+
+def test_server_stop_ends_the_processes_of_a_running_step(fresh_server: ServerHandle, tmp_path: Path) -> None:
+    pid_file = tmp_path / "pid"
+    code = (
+        "import subprocess, time\n"
+        f"open({str(pid_file)!r}, 'w').write(str(subprocess.Popen(['sleep', '300']).pid))\n"
+        "time.sleep(300)"
+    )
+    with fresh_server.client() as http:
+        post(http, "/function/python", {"name": "lc_running_child", "code": code})
+    deadline = time.monotonic() + 60
+    while not pid_file.exists() or not pid_file.read_text():
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    pid = int(pid_file.read_text())
+    assert _alive(pid)
     fresh_server.stop()
-    deadline = time.monotonic() + 15
-    while _alive(pid) and time.monotonic() < deadline:
+    _poll_gone(pid)
+
+
+def _poll_gone(pid: int) -> None:
+    deadline = time.monotonic() + 30
+    while _alive(pid):
+        assert time.monotonic() < deadline, f"process {pid} outlived its step"
         time.sleep(0.2)
-    assert not _alive(pid)
+
+
+def _running(process: psutil.Process) -> bool:
+    try:
+        return process.is_running() and process.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
 
 
 def _alive(pid: int) -> bool:

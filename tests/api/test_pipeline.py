@@ -147,7 +147,7 @@ def test_seed_pipeline_end_to_end(server: ServerHandle, http: httpx.Client, tita
     runs = http.get("/train/scikitlearn/pipe_gb_fit/runs").json()["result"]
     record = runs[0]
     assert record["status"] == "finished" and record["wallS"] > 0
-    assert record["peakMemoryMb"] > 10 and record["cpuTimeS"] > 0 and record["node"]
+    assert record["peakMemoryMb"] > 0 and record["cpuTimeS"] > 0 and record["node"]
     # The server is shared with other tests: their train steps may be listed too, newest first.
     trained = http.get("/steps", params={"service": "train"}).json()["result"]
     assert {step["service"] for step in trained} == {"train"} and "pipe_gb_fit" in {step["name"] for step in trained}

@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import inspect
+from sqlalchemy import inspect, text
 
 from automl_orchestra.steps.errors import Conflict
 from automl_orchestra.steps.service import NewStep, StepService
 from automl_orchestra.store import db
 from automl_orchestra.store.artifacts import ArtifactStore
+from automl_orchestra.store.models import Instance, utcnow
 from tests.api.helpers import content, post, run
 from tests.conftest import ServerHandle, fresh_database, launch
 
@@ -72,6 +73,33 @@ def test_names_stay_unique_under_concurrent_submissions(service: StepService) ->
     assert len(service.runs("race")) == 1
 
 
+def test_migrations_upgrade_an_existing_database(database_url: str) -> None:
+    """A database made by the first revision, with an instance row in it, upgrades to the newest schema: the
+    row is kept, and the instances table has the model's columns."""
+    from alembic import command
+    from alembic.config import Config
+
+    database = db.open_database(database_url)
+    try:
+        config = Config()
+        config.set_main_option("script_location", str(db.MIGRATIONS))
+        with database.begin() as connection:
+            config.attributes["connection"] = connection
+            command.upgrade(config, "0001")
+            connection.execute(
+                text("INSERT INTO instances (id, host, started_at, heartbeat_at) VALUES ('old', 'h', :t, :t)"),
+                {"t": utcnow()},
+            )
+        db.upgrade(database)
+        with database.connect() as connection:
+            row = connection.execute(text("SELECT id, pid, process_started, pid_namespace FROM instances")).one()
+            assert tuple(row) == ("old", None, None, None)
+        columns = {column["name"]: column["nullable"] for column in inspect(database).get_columns("instances")}
+        assert columns == {column.name: column.nullable for column in Instance.__table__.columns}
+    finally:
+        database.dispose()
+
+
 def test_api_on_postgresql_with_restart(postgres_url: str, tmp_path: Path) -> None:
     url = fresh_database(postgres_url)
     handle: ServerHandle = launch(tmp_path / "pg", ORCHESTRA_DATABASE_URL=url)
@@ -85,12 +113,16 @@ def test_api_on_postgresql_with_restart(postgres_url: str, tmp_path: Path) -> No
                 {"name": "pg_b", "code": "response = a['n'] * 3", "parameters": {"a": "$pg_a"}},
             )
             assert content(http, "/function/python/pg_b")[1] == 6
-            post(http, "/function/python", {"name": "pg_slow", "code": "import time\ntime.sleep(120)"})
-            while http.get("/steps/pg_slow").json()["result"]["status"] != "running":
-                time.sleep(0.05)
+            slow = "print('pg_slow started', flush=True)\nimport time\ntime.sleep(120)"
+            post(http, "/function/python", {"name": "pg_slow", "code": slow})
+            _poll(lambda: _printed(handle.home, "pg_slow", "pg_slow started"), "pg_slow is running and printed")
         handle.restart(kill=True)
         with handle.client() as http:
-            assert http.get("/steps/pg_slow").json()["result"]["status"] == "failed"
+            # At once, no waiting for heartbeats: the new server reconciled before it served this request.
+            statuses = {step["name"]: step["status"] for step in http.get("/steps").json()["result"]}
+            assert statuses == {"pg_a": "finished", "pg_b": "finished", "pg_slow": "failed"}, statuses
+            assert "pg_slow started" in http.get("/steps/pg_slow/logs").json()["result"]["stdout"]
+            assert not (handle.home / "work" / "pg_slow").exists()
             assert (
                 http.patch("/steps/pg_a", params={"cascade": "true"}, json={"code": "response = {'n': 5}"}).status_code
                 == 200
@@ -99,3 +131,14 @@ def test_api_on_postgresql_with_restart(postgres_url: str, tmp_path: Path) -> No
             assert content(http, "/function/python/pg_b")[1] == 15
     finally:
         handle.stop()
+
+
+def _printed(home: Path, name: str, text: str) -> bool:
+    return any(text in path.read_text() for path in (home / "work" / name).glob("*/stdout.log"))
+
+
+def _poll(condition: Callable[[], bool], what: str, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"not within {timeout} s: {what}"
+        time.sleep(0.05)

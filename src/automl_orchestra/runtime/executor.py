@@ -34,4 +34,9 @@ class Executor(Protocol):
 
 def log_prefix(job: JobSpec) -> str:
     """Where a run's captured stdout/stderr are published (beside, not inside, its atomic output)."""
-    return f"{job.output_prefix}-logs"
+    return logs_beside(job.output_prefix)
+
+
+def logs_beside(output_prefix: str) -> str:
+    """The log prefix of the run whose output goes to ``output_prefix``."""
+    return f"{output_prefix}-logs"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import shutil
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -11,7 +10,7 @@ from pathlib import Path
 from automl_orchestra.contracts.catalog import preload_modules, runs_forked
 from automl_orchestra.contracts.jobs import JobResult, JobSpec
 from automl_orchestra.runtime.executor import DoneCallback, ProgressCallback
-from automl_orchestra.runtime.supervisor import WorkerDied, WorkerProcess, publish_logs
+from automl_orchestra.runtime.supervisor import WorkerDied, WorkerProcess, publish_logs, remove_work_dir
 from automl_orchestra.store.artifacts import ArtifactStore
 
 log = logging.getLogger(__name__)
@@ -105,9 +104,10 @@ class LocalExecutor:
             publish_logs(self.store, job)
         except OSError:
             log.exception("could not publish logs of %s", job.step_name)
-        shutil.rmtree(job.work_dir, ignore_errors=True)
+        remove_work_dir(Path(job.work_dir))
         if worker is not None:
-            self._give_back(worker) if worker.alive else worker.kill()
+            # a worker that died, was retired by its job's ending or grew too large is not reused
+            self._give_back(worker) if worker.recyclable else worker.kill()
         with self._lock:
             self._busy -= 0 if job.driver else 1
             self._cancel.pop(job.run_id, None)

@@ -8,6 +8,7 @@ cancellation, server restart) is recorded; nothing stays ``running`` after its p
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -15,12 +16,12 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, select, update
+from sqlalchemy import CursorResult, delete, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from automl_orchestra.config import Settings
@@ -28,7 +29,18 @@ from automl_orchestra.contracts import catalog, code_policy
 from automl_orchestra.contracts.jobs import JobLimits, JobResult, JobSpec, WorkerPolicy
 from automl_orchestra.contracts.outputs import OutputRef
 from automl_orchestra.runtime import job_tokens
-from automl_orchestra.runtime.executor import Executor
+from automl_orchestra.runtime.executor import Executor, logs_beside
+from automl_orchestra.runtime.supervisor import (
+    end_processes,
+    mark_needle,
+    pid_namespace,
+    process_gone,
+    process_identity,
+    publish_run_logs,
+    remove_work_dir,
+    supervisor_needle,
+)
+from automl_orchestra.runtime.worker import RUN_MARK
 from automl_orchestra.store.artifacts import ArtifactStore, run_prefix, step_prefix
 from automl_orchestra.store.models import DERIVED_EDGE, DRIVER_EDGE, Edge, Instance, Run, Step, utcnow
 
@@ -37,6 +49,9 @@ log = logging.getLogger(__name__)
 PROGRESS_INTERVAL_S = 0.5
 FAILED_INPUT = frozenset({"failed", "cancelled"})
 READY_INPUT = frozenset({"finished", "stale"})
+# Step metadata that is not about the output (metrics come from the run; progress, the timeout decided for
+# its budget and the code right are the step's own), so a cached run never copies it from the step it reuses.
+STEP_OWN_META = frozenset({"metrics", "progress", "timeout", code_policy.ALLOW_CODE_META})
 
 
 class Scheduler:
@@ -64,12 +79,15 @@ class Scheduler:
         # pass, so the last word before a quiet stretch (a new trial starting) is never lost.
         self._held_progress: dict[str, dict[str, Any]] = {}
         self._last_heartbeat = 0.0
+        self._namespace = pid_namespace()
 
     # ----- life cycle ------------------------------------------------------------------------------
 
     def start(self) -> None:
-        self._register()
+        # Synchronous, before anything is served: the API starts the scheduler in its lifespan, which uvicorn
+        # completes before it accepts a connection, so no client ever sees a dead server's step `running`.
         self.reconcile()
+        self._register()
         self.executor.start()
         self._thread = threading.Thread(target=self._loop, name="orchestra-scheduler", daemon=True)
         self._thread.start()
@@ -95,29 +113,87 @@ class Scheduler:
 
     def reconcile(self, at_start: bool = True) -> None:
         """Steps left ``running`` by a dead instance (this one before a restart included) end ``failed``
-        with the reason, or are queued again when they are marked retryable."""
-        stale_before = utcnow() - timedelta(seconds=self.settings.heartbeat_s * 3)
+        with the reason, or are queued again when they are marked retryable. An instance on this machine is
+        dead as soon as its process is gone, one elsewhere when its heartbeat is three intervals old. What
+        the dead runs left on this machine is cleaned up first (``_clean_up``)."""
+        started = time.monotonic()
         with self.sessions() as session:
-            alive = set(session.scalars(select(Instance.id).where(Instance.heartbeat_at >= stale_before)))
-            if at_start:
-                alive.discard(self.instance_id)  # whatever this id ran before is gone
-            else:
-                alive.add(self.instance_id)
-            orphans = session.scalars(select(Run).where(Run.status == "running")).all()
-            names = []
+            alive, gone = self._liveness(session, at_start)
+            orphans = session.scalars(
+                select(Run)
+                .where(Run.status == "running", or_(Run.instance_id.is_(None), Run.instance_id.not_in(alive)))
+                .order_by(Run.id)  # one order for every instance: two reconciling at once cannot deadlock
+                # PostgreSQL: an instance reconciling the same runs at once waits, then finds them settled
+                .with_for_update()
+            ).all()
+            self._clean_up(orphans, gone)
             for run in orphans:
-                if run.instance_id in alive:
-                    continue
-                step = session.get(Step, run.step_name)
-                reason = "the server stopped while the step was running (its worker process is gone)"
-                if step is not None and step.retryable and run.attempt < 2:
-                    self._requeue(run, step, f"re-queued: {reason}")
-                else:
-                    self._finish(session, run, JobResult(run_id=run.id, status="failed", reason=reason))
-                names.append(run.step_name)
+                self._end_orphan(session, run)
+            if gone:  # their rows have nothing more to tell
+                session.execute(delete(Instance).where(Instance.id.in_([instance.id for instance in gone])))
             session.commit()
-        for name in names:
-            self.on_change(name)
+        if orphans or gone:
+            log.info(
+                "reconciled %d run(s) of %d stopped instance(s) in %.2f s",
+                len(orphans),
+                len(gone),
+                time.monotonic() - started,
+            )
+        for run in orphans:
+            self.on_change(run.step_name)
+
+    def _liveness(self, session: Session, at_start: bool) -> tuple[set[str], list[Instance]]:
+        """The ids of the instances alive, and the instances of this machine whose process has ended. On this
+        machine the process decides (a busy server with a late heartbeat is alive, a killed one dead at
+        once); elsewhere the heartbeat does."""
+        stale_before = utcnow() - timedelta(seconds=self.settings.heartbeat_s * 3)
+        alive = set(session.scalars(select(Instance.id).where(Instance.heartbeat_at >= stale_before)))
+        gone = []
+        for instance in session.scalars(select(Instance).where(Instance.host == socket.gethostname())):
+            if instance.pid is None or instance.process_started is None or instance.pid_namespace != self._namespace:
+                continue  # written before instances recorded their process, or another machine of that name
+            if process_gone(instance.pid, instance.process_started):
+                gone.append(instance)
+                alive.discard(instance.id)
+            else:
+                alive.add(instance.id)
+        if at_start:
+            alive.discard(self.instance_id)  # whatever this id ran before is gone
+        else:
+            alive.add(self.instance_id)
+        return alive, gone
+
+    def _clean_up(self, runs: Sequence[Run], gone: list[Instance]) -> None:
+        """What dead runs left on this machine. Their workers died with their server, but processes that
+        left the workers' process group may live: they are ended (by the runs' marks, and by the marks of the
+        dead servers' workers). The runs' captured logs are published as a normal ending publishes them, and
+        their work folders removed; all before the runs are re-queued, so a run starting again finds nothing
+        of its previous attempt."""
+        needles = [mark_needle(RUN_MARK, run.id) for run in runs]
+        needles += [
+            supervisor_needle(i.pid, i.process_started)
+            for i in gone
+            if i.pid is not None and i.process_started is not None
+        ]
+        if needles:
+            end_processes([], needles)
+        for run in runs:
+            work_dir = self.settings.work_root / run.step_name / run.id
+            if not work_dir.is_dir():  # it ran on another machine, or never started
+                continue
+            try:
+                publish_run_logs(self.store, work_dir, logs_beside(run_prefix(run.step_name, run.number, run.id)))
+            except OSError:
+                log.exception("could not publish the logs of run %s", run.id)
+            remove_work_dir(work_dir)
+
+    def _end_orphan(self, session: Session, run: Run) -> None:
+        step = session.get(Step, run.step_name)
+        reason = "the server stopped while the step was running (its worker process is gone)"
+        if step is not None and step.retryable and run.attempt < 2:
+            self._requeue(run, step, f"re-queued: {reason}")
+        else:
+            self._finish(session, run, JobResult(run_id=run.id, status="failed", reason=reason))
 
     @staticmethod
     def _requeue(run: Run, step: Step, reason: str) -> None:
@@ -307,6 +383,9 @@ class Scheduler:
             log.exception("recording the result of run %s failed", result.run_id)
         finally:
             if name:
+                # an executor that removes only the run's own folder (a Ray task on this machine) leaves the step's
+                with contextlib.suppress(OSError):
+                    (self.settings.work_root / name).rmdir()  # only once empty
                 self.on_change(name)
                 self._settle_derived_names(name)
             self._wake.set()
@@ -425,8 +504,16 @@ class Scheduler:
     # ----- instances -------------------------------------------------------------------------------
 
     def _register(self) -> None:
+        pid, started = process_identity()
+        instance = Instance(
+            id=self.instance_id,
+            host=socket.gethostname(),
+            pid=pid,
+            process_started=started,
+            pid_namespace=self._namespace,
+        )
         with self.sessions() as session:
-            session.merge(Instance(id=self.instance_id, host=socket.gethostname()))
+            session.merge(instance)
             session.commit()
 
     def _heartbeat(self) -> None:
@@ -480,6 +567,8 @@ def _table_meta(ref: OutputRef) -> dict[str, Any]:
 
 
 def _reusable_meta(step: Step | None) -> dict[str, Any]:
+    """What a cached run takes from the step it reuses: what its output says, not what belongs to that step
+    (the code right is its creator's, never passed on to whoever made an identical step)."""
     if step is None:
         return {}
-    return {k: v for k, v in (step.meta or {}).items() if k not in {"metrics", "progress"}}
+    return {k: v for k, v in (step.meta or {}).items() if k not in STEP_OWN_META}

@@ -4,7 +4,8 @@ It is started by an executor with the interpreter of an engine environment, read
 on stdin, runs it and answers with JSON messages (progress, then the result) on the file descriptor named
 by ``ORCHESTRA_RESULT_FD``. While a job runs, its stdout/stderr (file descriptors 1 and 2, so C libraries
 too) go to files in the job's work directory. A worker stays warm between jobs so small steps are cheap;
-the executor kills it (the whole process group) on timeout, memory limit or cancellation.
+the executor kills it (the whole process group) on timeout, memory limit or cancellation, and ends whatever a
+job started when the job ends (found by ``RUN_MARK`` and the worker's own mark, see ``supervisor``).
 
 With ``ORCHESTRA_FORK_JOBS=1`` (used for code steps) each job runs in a forked child instead: the worker
 itself never runs a job, so it stays a clean, preloaded template that is safe to fork again.
@@ -34,6 +35,9 @@ from automl_orchestra.contracts.jobs import JobResult, JobSpec
 
 STDOUT_LOG = "stdout.log"
 STDERR_LOG = "stderr.log"
+# Set to the run's id in the environment of every job, so that processes the job starts carry it even when
+# they leave the worker's process group and tree: the supervisor finds and ends them when the job ends.
+RUN_MARK = "ORCHESTRA_RUN_MARK"
 
 
 def main() -> None:
@@ -196,6 +200,7 @@ def _job_environment(job: JobSpec, work_dir: Path) -> Iterator[None]:
             "OPENBLAS_NUM_THREADS": threads,
             "MKL_NUM_THREADS": threads,
             "ORCHESTRA_STEP": job.step_name,
+            RUN_MARK: job.run_id,
         }
     )
     # tempfile caches the first TMPDIR it sees: without this, a warm worker's later jobs would write into

@@ -90,7 +90,12 @@ class Edge(Base):
 
 
 class Instance(Base):
-    """A running API/scheduler process; its heartbeat tells others whether its running steps are alive."""
+    """A running API/scheduler process; its heartbeat tells others whether its running steps are alive.
+
+    ``pid``, ``process_started`` (when that process started: ``runtime.supervisor.process_start``) and
+    ``pid_namespace`` (boot id and PID namespace) let an instance on the same machine see at once that another
+    one's process is gone, without waiting for its heartbeat to go stale; rows written before they existed
+    have them empty and keep the heartbeat rule."""
 
     __tablename__ = "instances"
 
@@ -98,3 +103,6 @@ class Instance(Base):
     host: Mapped[str] = mapped_column(String(255))
     started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     heartbeat_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    pid: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    process_started: Mapped[float | None] = mapped_column(Float, nullable=True)
+    pid_namespace: Mapped[str | None] = mapped_column(String(128), nullable=True)
