@@ -7,6 +7,8 @@
     orchestra logs NAME [--run N]
     orchestra rerun NAME --set classParameters.C=0.5 [--cascade] [--wait]
     orchestra rm NAME [--cascade]
+    orchestra models list | show NAME[@ALIAS] | register NAME STEP | versions NAME | alias NAME ALIAS VERSION
+    orchestra models history NAME ALIAS | archive NAME VERSION [--restore] | delete NAME VERSION
 
 ``--url`` (default ``$ORCHESTRA_URL`` or http://127.0.0.1:8080) and ``--token`` (default
 ``$ORCHESTRA_TOKEN``) may come before or after the command. Only the standard library and httpx are used.
@@ -31,6 +33,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 from automl_orchestra import __version__
 from automl_orchestra.client.errors import OrchestraError
 from automl_orchestra.client.http import DEFAULT_URL, FAILED_STATUSES, SETTLED_STATUSES, TOKEN_ENV, URL_ENV, Client
+from automl_orchestra.client.models import ModelRegistry
 
 if TYPE_CHECKING:
     from pydantic.fields import FieldInfo
@@ -157,6 +160,7 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--holdout", type=float, help="share of rows held out to score the engines")
     compare.add_argument("--json", action="store_true", help="print JSON")
     compare.set_defaults(handler=cmd_compare)
+    add_models_parser(commands, connection)
     return parser
 
 
@@ -654,6 +658,250 @@ def cmd_compare(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
 def _number(value: Any) -> str:
     return f"{value:.4f}" if isinstance(value, int | float) else "-"
+
+
+# ----- models: the registry ----------------------------------------------------------------------------
+
+
+def add_models_parser(commands: Any, connection: argparse.ArgumentParser) -> None:
+    """``orchestra models COMMAND``: registered models, their versions and aliases."""
+    models = commands.add_parser(
+        "models",
+        help="the model registry: versions, aliases and their history",
+        description="Register trained steps as immutable model versions, move aliases, archive and delete.",
+        allow_abbrev=False,
+    )
+    actions = models.add_subparsers(dest="models_command", metavar="COMMAND")
+    actions.required = True
+
+    def action(name: str, help_text: str, handler: Callable[..., int], json_option: bool = True) -> Any:
+        parser = actions.add_parser(name, parents=[connection], help=help_text, allow_abbrev=False)
+        if json_option:
+            parser.add_argument("--json", action="store_true", help="print JSON")
+        parser.set_defaults(handler=handler)
+        return parser
+
+    action("list", "list registered models", cmd_models_list)
+    show = action("show", "show a model, a version (--version) or the version NAME@ALIAS points to", cmd_models_show)
+    show.add_argument("name", help="a model name, or NAME@ALIAS")
+    show.add_argument("--version", type=int, help="show this version")
+    register = action("register", "register a finished step's model as a new version", cmd_models_register)
+    register.add_argument("name", help="the model (created on first registration)")
+    register.add_argument("step", help="a finished train, tune, automl… step")
+    register.add_argument("--run", type=int, help="run number (default: the step's current run)")
+    register.add_argument("--description", help="the version's description")
+    register.add_argument("--tag", dest="tags", action="append", default=[], metavar="KEY=VALUE", help="a tag")
+    versions = action("versions", "list a model's versions", cmd_models_versions)
+    versions.add_argument("name")
+    versions.add_argument("--status", choices=("ready", "archived"), help="only versions with this status")
+    alias = action("alias", "set or move an alias (or remove it with --delete)", cmd_models_alias)
+    alias.add_argument("name")
+    alias.add_argument("alias", help="e.g. champion, staging")
+    alias.add_argument("version", type=int, nargs="?", help="the version it points to (not with --delete)")
+    alias.add_argument("--delete", action="store_true", help="remove the alias")
+    history = action("history", "every move of an alias", cmd_models_history)
+    history.add_argument("name")
+    history.add_argument("alias")
+    archive = action("archive", "archive a version (it stays readable)", cmd_models_archive)
+    archive.add_argument("name")
+    archive.add_argument("version", type=int)
+    archive.add_argument("--restore", action="store_true", help="make an archived version ready again")
+    delete = action("delete", "delete a version and its files", cmd_models_delete, json_option=False)
+    delete.add_argument("name")
+    delete.add_argument("version", type=int)
+
+
+def _registry(args: argparse.Namespace) -> ModelRegistry:
+    """A registry that owns its client: leaving its ``with`` block closes the connection."""
+    return ModelRegistry(args.url, token=args.token or None)
+
+
+def _print_json(value: Any, out: TextIO) -> int:
+    print(json.dumps(value, indent=2, default=str), file=out)
+    return EXIT_OK
+
+
+def cmd_models_list(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    with _registry(args) as registry:
+        models = list(registry.iter_models())
+    if args.json:
+        return _print_json(models, out)
+    if not models:
+        print("no models", file=err)
+        return EXIT_OK
+    rows = [("MODEL", "VERSIONS", "LATEST", "ALIASES", "UPDATED")]
+    for model in models:
+        aliases = ", ".join(f"{alias}->{version}" for alias, version in (model.get("aliases") or {}).items())
+        rows.append(
+            (
+                str(model.get("name")),
+                str(model.get("versions", 0)),
+                str(model.get("latestVersion") or "-"),
+                aliases or "-",
+                _short_time(model.get("updatedAt")),
+            )
+        )
+    _table(rows, out)
+    return EXIT_OK
+
+
+def format_version(version: dict[str, Any]) -> str:
+    """A human-readable view of a version document."""
+    source = version.get("source") or {}
+    signature = version.get("signature") or {}
+    output = signature.get("output") or {}
+    inputs = signature.get("inputs")
+    lines = [
+        f"{'model:':<13}{version.get('model')} version {version.get('version')} ({version.get('status')})",
+        f"{'aliases:':<13}{', '.join(version.get('aliases') or []) or '-'}",
+        f"{'engine:':<13}{version.get('engine')} (environment {version.get('environment')})",
+        f"{'source:':<13}{source.get('service')}/{source.get('tool')} {source.get('step')} run {source.get('run')}",
+        f"{'files:':<13}{', '.join(map(str, version.get('files') or []))} ({version.get('sizeBytes')} bytes)",
+        f"{'hash:':<13}{version.get('contentHash')}",
+        f"{'task:':<13}{output.get('task') or '-'}, target {output.get('target') or '-'}",
+    ]
+    if output.get("classes") is not None:
+        lines.append(f"{'classes:':<13}{', '.join(map(str, output['classes']))}")
+    if inputs:
+        lines.append(f"{'inputs:':<13}" + ", ".join(f"{c.get('name')} ({c.get('type')})" for c in inputs))
+    metrics = (version.get("lineage") or {}).get("metrics")
+    if metrics:
+        lines.append(f"{'metrics:':<13}{json.dumps(metrics, default=str)}")
+    if version.get("description"):
+        lines.append(f"{'description:':<13}{version['description']}")
+    if version.get("tags"):
+        lines.append(f"{'tags:':<13}{json.dumps(version['tags'])}")
+    lines.append(f"{'registered:':<13}{_short_time(version.get('createdAt'))} by {version.get('registeredBy')}")
+    lines.append(f"{'url:':<13}{version.get('url')}")
+    return "\n".join(lines)
+
+
+def format_model(model: dict[str, Any]) -> str:
+    aliases = ", ".join(f"{alias} -> {version}" for alias, version in (model.get("aliases") or {}).items())
+    lines = [
+        f"{'model:':<13}{model.get('name')}",
+        f"{'versions:':<13}{model.get('versions')} (latest {model.get('latestVersion') or '-'})",
+        f"{'aliases:':<13}{aliases or '-'}",
+    ]
+    if model.get("description"):
+        lines.append(f"{'description:':<13}{model['description']}")
+    if model.get("tags"):
+        lines.append(f"{'tags:':<13}{json.dumps(model['tags'])}")
+    lines.append(f"{'updated:':<13}{_short_time(model.get('updatedAt'))}")
+    lines.append(f"{'url:':<13}{model.get('url')}")
+    return "\n".join(lines)
+
+
+def cmd_models_show(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    with _registry(args) as registry:
+        version = args.version
+        document = registry.version(args.name, version) if version is not None else registry.get(args.name)
+    if args.json:
+        return _print_json(document, out)
+    is_version = "version" in document and "model" in document  # a version, or the one NAME@ALIAS points to
+    print(format_version(document) if is_version else format_model(document), file=out)
+    return EXIT_OK
+
+
+def cmd_models_register(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    tags: dict[str, str] = {}
+    for item in args.tags:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            print(f"orchestra models register: --tag expects KEY=VALUE, got {item!r}", file=err)
+            return EXIT_USAGE
+        tags[key.strip()] = value
+    with _registry(args) as registry:
+        version = registry.register(args.name, args.step, run=args.run, description=args.description, tags=tags)
+    if args.json:
+        return _print_json(version, out)
+    print(f"registered {version['model']} version {version['version']} from {args.step}: {version['url']}", file=out)
+    return EXIT_OK
+
+
+def cmd_models_versions(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    with _registry(args) as registry:
+        versions = registry.versions(args.name, status=args.status, limit=1000)
+    if args.json:
+        return _print_json(versions, out)
+    if not versions:
+        print(f"model {args.name} has no versions", file=err)
+        return EXIT_OK
+    rows = [("VERSION", "STATUS", "ALIASES", "ENGINE", "STEP", "RUN", "CREATED")]
+    for version in versions:
+        source = version.get("source") or {}
+        rows.append(
+            (
+                str(version.get("version")),
+                str(version.get("status")),
+                ", ".join(version.get("aliases") or []) or "-",
+                str(version.get("engine")),
+                str(source.get("step")),
+                str(source.get("run")),
+                _short_time(version.get("createdAt")),
+            )
+        )
+    _table(rows, out)
+    return EXIT_OK
+
+
+def cmd_models_alias(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    if args.delete == (args.version is not None):
+        print("orchestra models alias: give VERSION, or --delete to remove the alias", file=err)
+        return EXIT_USAGE
+    with _registry(args) as registry:
+        if args.delete:
+            result: Any = registry.delete_alias(args.name, args.alias)
+        else:
+            result = registry.set_alias(args.name, args.alias, args.version)
+    if args.json:
+        return _print_json(result, out)
+    if args.delete:
+        print(result, file=out)
+    else:
+        previous = result.get("previous")
+        moved = f"moved from version {previous}" if previous is not None else "set"
+        print(f"{args.name}@{args.alias} -> version {result['version']} ({moved})", file=out)
+    return EXIT_OK
+
+
+def cmd_models_history(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    with _registry(args) as registry:
+        moves = registry.history(args.name, args.alias)
+    if args.json:
+        return _print_json(moves, out)
+    rows = [("WHEN", "ACTION", "FROM", "TO", "ROLE")]
+    for move in moves:
+        rows.append(
+            (
+                _short_time(move.get("at")),
+                str(move.get("action")),
+                str(move.get("fromVersion") or "-"),
+                str(move.get("toVersion") or "-"),
+                str(move.get("role")),
+            )
+        )
+    _table(rows, out)
+    return EXIT_OK
+
+
+def cmd_models_archive(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    with _registry(args) as registry:
+        if args.restore:
+            version = registry.restore(args.name, args.version)
+        else:
+            version = registry.archive(args.name, args.version)
+    if args.json:
+        return _print_json(version, out)
+    print(f"{version['model']} version {version['version']} is {version['status']}", file=out)
+    return EXIT_OK
+
+
+def cmd_models_delete(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    with _registry(args) as registry:
+        result = registry.delete_version(args.name, args.version)
+    print(result, file=out)
+    return EXIT_OK
 
 
 # ----- entry point ------------------------------------------------------------------------------------

@@ -1,6 +1,7 @@
 """Python client of AutoML Orchestra.
 
 * :class:`Client` -- the modern client for the whole REST API (one ``httpx.Client``).
+* :class:`ModelRegistry` -- registered models: versions, aliases and their history (``/models``).
 * Learning Orchestra-compatible classes (``DatasetCsv``, ``TransformDataType``, ``TrainScikitLearn``,
   ``FunctionPython``, ``Observer``, ...) so Learning Orchestra pipelines run unchanged.
 * Typed exceptions (``NotFoundError``, ``ConflictError``, ``StepFailedError``, ``WaitTimeoutError``, ...).
@@ -33,6 +34,7 @@ from automl_orchestra.client.http import (
 # The Learning Orchestra classes are mostly generated from a table, so their names come from that module's
 # __all__ rather than from a second hand-kept list here.
 from automl_orchestra.client.learning_orchestra import *  # noqa: F403
+from automl_orchestra.client.models import ModelRegistry
 from automl_orchestra.client.nas import NasService
 from automl_orchestra.client.timeseries import TimeSeriesService
 
@@ -44,6 +46,7 @@ __all__ = [
     "Client",
     "ConflictError",
     "ConnectionError",
+    "ModelRegistry",
     "NasService",
     "NotFoundError",
     "OrchestraConnectionError",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from alembic import context
 
+from automl_orchestra.store import registry  # noqa: F401 - its tables join Base.metadata
 from automl_orchestra.store.models import Base
 
 connection = context.config.attributes.get("connection")
