@@ -1,7 +1,7 @@
 """Titanic with PyCaret (its own engine environment) against a live AutoML Orchestra server, three ways:
 
-1. the Learning Orchestra seed's Appendix A pipeline as one ``builder/pycaret`` step (the code as written,
-   minus PyCaret 2's ``silent``), through ``BuilderPycaret``;
+1. the Learning Orchestra seed's Appendix A pipeline as one ``builder/pycaret`` step (the code as written;
+   PyCaret 2's ``silent=True`` is accepted with a warning in the step's log), through ``BuilderPycaret``;
 2. the same pipeline as atomic steps: model -> setup -> compare -> tune -> finalize -> predict, each one
    re-executable with PATCH;
 3. the declarative ``automl/pycaret`` step (identifier-like and free-text columns excluded automatically).
@@ -43,8 +43,9 @@ from automl_orchestra.client import (
 
 PREFIX = "titanic_pycaret"
 
-# Appendix A, lines 37-65, unchanged except ``silent=True`` (removed in PyCaret 3). The lines after the
-# marker only report what the seed printed by hand: holdout metrics and the Kaggle test predictions.
+# Appendix A, lines 37-65, unchanged (PyCaret 3 removed ``silent``; the server drops it with a warning). The
+# lines after the marker only report what the seed printed by hand: holdout metrics and the Kaggle test
+# predictions.
 APPENDIX_A = """
 from pycaret import classification
 
@@ -53,7 +54,8 @@ clas = classification.setup(
     target='Survived',
     ignore_features=['Ticket'],
     numeric_features=['Age', 'Fare', 'Parch', 'Pclass', 'SibSp'],
-    session_id = 1)
+    session_id = 1,
+    silent=True)
 
 best = classification.compare_models(turbo = False)
 

@@ -21,7 +21,7 @@ from tests.data import titanic_like
 SETUP = {"target": "Survived", "ignore_features": ["Ticket", "Name", "PassengerId", "Cabin"], "session_id": 1}
 FAST = {"include": ["lr", "dt"], "fold": 3}
 
-# The seed's Appendix A builder code, adapted only where PyCaret 3 changed (``silent`` is gone), and made
+# The seed's Appendix A builder code, PyCaret 2's ``silent=True`` included (accepted with a warning), made
 # small for CI (two models, 3 folds, 3 tuning iterations instead of the full grid and n_iter=100).
 APPENDIX_A = """
 from pycaret import classification
@@ -31,7 +31,8 @@ clas = classification.setup(
     target='Survived',
     ignore_features=['Ticket', 'Name', 'PassengerId', 'Cabin'],
     numeric_features=['Age', 'Fare', 'Parch', 'Pclass', 'SibSp'],
-    session_id = 1)
+    session_id = 1,
+    silent=True)
 
 best = classification.compare_models(include=['lr', 'dt'], fold=3)
 
@@ -173,6 +174,12 @@ def test_the_seed_builder_code_runs_through_the_learning_orchestra_client(
     assert metadata["status"] == "finished", metadata
     score = builder.search_builder_register_predictions(file_name="score")
     assert "Accuracy" in score and "Mean" in score
+    # the AutoML branch's BuilderPycaret.search_report: a GET with a JSON body, answered with the file's text
+    url = f"{pycaret_server.url}/api/learningOrchestra/v1/explore/getlocaldatapycaret"
+    report = httpx.request("GET", url, json={"filename": "score"}, timeout=30)
+    assert report.status_code == 200 and report.text == score
+    stderr = builder.search_logs("pc_appendix_a")["stderr"]
+    assert "warning: setup(silent=True) ignored: PyCaret 2 asked to confirm" in stderr
     # save_model and PyCaret's own log wrote into the step's directory, so they are the step's artifacts.
     assert {"titanic_pycaret.pkl", "logs.log"} <= set(metadata["files"])
 

@@ -97,10 +97,20 @@ def test_each_learning_orchestra_class_is_its_service_and_tool() -> None:
         if cls is Observer:
             continue
         service, tool = cls.service, cls.tool
-        assert service and tool and name.lower() == f"{service}{tool}".lower(), name
+        spelled = name.replace("Training", "Train", 1)  # the seed's section 3.1.8 says TrainingPycaret
+        assert service and tool and spelled.lower() == f"{service}{tool}".lower(), name
         by_path.setdefault(f"/{service}/{tool}", set()).add(cls)
     assert all(len(classes) == 1 for classes in by_path.values()), by_path  # aliases are the same class
     assert learning_orchestra.TrainAutokeras is learning_orchestra.TrainAutoKeras
+    # the seed's section 3.1.8 names
+    assert learning_orchestra.ModelAutokeras is learning_orchestra.ModelAutoKeras
+    assert learning_orchestra.TrainingPycaret is learning_orchestra.TrainPycaret
+    assert learning_orchestra.TrainingAutokeras is learning_orchestra.TrainAutoKeras
+    assert (learning_orchestra.TuneAutokeras.service, learning_orchestra.TuneAutokeras.tool) == ("tune", "autokeras")
+    assert (learning_orchestra.BuilderAutokeras.service, learning_orchestra.BuilderAutokeras.tool) == (
+        "builder",
+        "autokeras",
+    )
     assert learning_orchestra.TrainH2O.__module__ == learning_orchestra.__name__
     assert learning_orchestra.TrainH2O.__qualname__ == "TrainH2O"
     assert learning_orchestra.AutoMLH2O.__doc__.startswith("``automl/h2o``: ")

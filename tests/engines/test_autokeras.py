@@ -244,3 +244,31 @@ def _raises(emit: trial_process.Emit) -> dict:
 
 def _ignore(event: dict) -> None:
     pass
+
+
+def test_the_seed_class_names_tune_and_builder(ak_server: ServerHandle) -> None:
+    """Section 3.1.8's ModelAutokeras, TuneAutokeras (AutoKeras tunes while it trains: the same search),
+    TrainingAutokeras and BuilderAutokeras (``builder/autokeras``)."""
+    from automl_orchestra.client import BuilderAutokeras, ModelAutokeras, TrainingAutokeras, TuneAutokeras
+
+    url = ak_server.url
+    assert TrainingAutokeras.service == "train"
+    one_trial = {"overwrite": True, "max_trials": 1, "seed": 1}
+    ModelAutokeras(url).create_model_sync("ak_tune_model", "autokeras", "ImageClassifier", one_trial)
+    fit = {"x": "$digits.train_images", "y": "$digits.train_labels", "epochs": 1, "validation_split": 0.2}
+    tuned = TuneAutokeras(url).create_tune_sync("ak_tuned", "ak_tune_model", "ak_tune_model", "fit", fit)
+    assert tuned["service"] == "tune" and tuned["trialsCompleted"] == 1 and tuned["bestTrial"] == 1
+    assert len(TuneAutokeras(url).search_content("ak_tuned")) == 2  # metadata, the model's summary
+    with ak_server.client() as http:
+        assert len(content(http, "/dataset/leaderboard/ak_tuned_leaderboard")[1:]) == 1
+
+    code = "\n".join(
+        [
+            "open('notes.txt', 'w').write(keras.backend.backend())",
+            "response = {'autokeras': autokeras.__version__, 'ak': ak is autokeras, 'numpy': np.__name__}",
+        ]
+    )
+    built = BuilderAutokeras(url).run_autokeras_sync(name="ak_builder", code=code)
+    assert built["files"] == ["notes.txt"]
+    assert BuilderAutokeras(url).search_content("ak_builder")[1] == {"autokeras": "3.0.0", "ak": True, "numpy": "numpy"}
+    assert BuilderAutokeras(url).search_report("notes.txt", "ak_builder") == "torch"

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pandas as pd
 import pytest
 
 from automl_orchestra.contracts.errors import StepError
 from automl_orchestra.contracts.jobs import WorkerPolicy
+from automl_orchestra.engines.core.user_code import run_code
 from tests.engines.conftest import Harness, WebServer
 
 
@@ -87,3 +90,30 @@ def test_builder_keeps_written_files_and_tables(harness: Harness) -> None:
     assert table.to_dict("list") == {"Sex": ["f", "m"], "rate": [1.0, 0.0]}
     assert (ran.files / "files" / "reports" / "notes.txt").read_text() == "no table here"
     assert sorted(ran.ref.files) == ["data.json", "files/reports/notes.txt", "files/score", "files/score.parquet"]
+
+
+def test_generic_dataset_reaches_code_as_an_open_binary_file(harness: Harness) -> None:
+    """Learning Orchestra handed code a file object for a generic dataset (``images_file.seek(0)``); it is also
+    path-like, so code written for the path it used to be keeps working; it is closed once the code ran."""
+    harness.store.write_bytes("uploads/u1/blob", b"1 2 3 4\n")
+    source = {"kind": "upload", "key": "uploads/u1/blob", "filename": "numbers.txt"}
+    harness.run("dataset", "generic", {"source": source}, name="blob")
+    code = "\n".join(
+        [
+            "import os",
+            "blob.seek(2)",
+            "tail = blob.read()",
+            "blob.seek(0)",
+            "kept.append(blob)",
+            "response = {'tail': tail.decode(), 'mode': blob.mode, 'name': os.path.basename(blob.name),",
+            "            'text': open(blob).read(), 'same': os.fspath(blob) == blob.name,",
+            "            'again': again.read(1).decode()}",
+        ]
+    )
+    kept: list[Any] = []
+    params = {"code": code, "parameters": {"blob": "$blob", "again": "$blob"}}
+    ctx = harness.context("function", "python", params, inputs=["blob"])
+    response = run_code(ctx, code, {"kept": kept})
+    assert response == {"tail": "2 3 4\n", "mode": "rb", "name": "numbers.txt", "text": "1 2 3 4\n", "same": True,
+                        "again": "1"}  # fmt: skip
+    assert kept and kept[0].closed

@@ -134,3 +134,19 @@ def test_split_reads_the_fields_the_server_wrote(harness: Harness) -> None:
         harness.run("transform", "split", {**params, "target": "z"}, name="bad_split", inputs=["rows"])
     with pytest.raises(StepError, match="do not fit transform/split: holdout"):
         harness.run("transform", "split", {**params, "holdout": 2}, name="bad_split", inputs=["rows"])
+
+
+def test_projection_casts_the_types_it_is_given(people: Harness) -> None:
+    """Learning Orchestra's in-place dataType on a projection re-runs it with ``types``."""
+    params = {"parentName": "people", "fields": ["Name", "Score", "City"], "types": {"Score": "string"}}
+    ran = people.run("transform", "projection", params, inputs=["people"])
+    assert ran.metadata["types"] == {"Name": "string", "Score": "string", "City": "string"}
+    assert ran.load()["Score"].tolist()[:2] == ["1", "2"]
+    with pytest.raises(StepError, match=r"unknown field\(s\) \['Age'\]"):
+        people.run("transform", "projection", {**params, "types": {"Age": "number"}}, inputs=["people"])
+    # no rows: the cast types still make the schema
+    people.put("nobody", pd.DataFrame({"Score": pd.Series([], dtype=float)}))
+    empty = people.run(
+        "transform", "projection", {**params, "parentName": "nobody", "fields": ["Score"]}, inputs=["nobody"]
+    )
+    assert empty.metadata["types"] == {"Score": "string"} and empty.metadata["rowCount"] == 0

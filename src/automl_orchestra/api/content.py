@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import ast
 import json
+import math
 from typing import Any
 
 from automl_orchestra.api.errors import ApiError
@@ -15,7 +17,9 @@ from automl_orchestra.store.models import Step
 
 
 def parse_query(text: str | None) -> dict[str, Any] | None:
-    """``query`` is a JSON object of column equality filters; never a raw database query."""
+    """``query`` is a JSON object of column equality filters; never a raw database query. A Python dict
+    literal of plain values is read too: Learning Orchestra's client puts ``query={query}`` in its URLs,
+    the ``repr`` of a dict (``{'Sex': 'female'}``)."""
     if not text:
         return None
     problem = json_problem(text.encode("utf-8", "surrogatepass"))
@@ -24,12 +28,31 @@ def parse_query(text: str | None) -> dict[str, Any] | None:
     try:
         value = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise ApiError(422, f"query must be a JSON object of column filters: {exc.msg}") from exc
+        value = _python_literal(text)
+        if value is None:
+            raise ApiError(422, f"query must be a JSON object of column filters: {exc.msg}") from exc
     if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
         raise ApiError(422, 'query must be a JSON object such as {"Sex": "female"}')
     bad = [k for k, v in value.items() if isinstance(v, dict | list)]
     if bad:
         raise ApiError(422, f"query values must be single values, not lists or objects: {bad}")
+    return value
+
+
+def _python_literal(text: str) -> dict[str, Any] | None:
+    """A ``repr``-style dict of strings, numbers, booleans and None (``ast.literal_eval`` evaluates no
+    code), or None when ``text`` is not one. Its size and nesting were checked by ``json_problem``."""
+    if not text.lstrip().startswith("{"):
+        return None
+    try:
+        value = ast.literal_eval(text)
+    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+        return None
+    plain = (str, bool, int, float, type(None))
+    if not isinstance(value, dict) or not all(isinstance(item, plain) for item in value.values()):
+        return None
+    if any(isinstance(item, float) and not math.isfinite(item) for item in value.values()):
+        return None  # 1e999 is inf: no column holds it, and JSON (the answer) cannot say it
     return value
 
 

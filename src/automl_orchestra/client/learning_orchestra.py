@@ -990,6 +990,16 @@ class BuilderPycaret(BuilderPython):
     run_pycaret_async = _CodeStep.run_code_async
 
 
+class BuilderAutokeras(BuilderPython):
+    """``builder/autokeras``: a whole AutoKeras pipeline as one step (code roles only), with ``autokeras``
+    (also as ``ak``), ``keras``, ``pd`` and ``np`` pre-imported; files it writes become artifacts."""
+
+    tool = "autokeras"
+
+    run_autokeras_sync = _CodeStep.run_code_sync
+    run_autokeras_async = _CodeStep.run_code_async
+
+
 class _AutoML(_StepClient):
     service = "automl"
 
@@ -1301,6 +1311,13 @@ _TOOL_CLASSES: tuple[tuple[str, type[_StepClient], str, str], ...] = (
         "``evaluate`` of the best model found (loss and metrics by name).",
     ),
     (
+        "TuneAutoKeras",
+        _Tune,
+        "autokeras",
+        "the same architecture and hyperparameter search as ``TrainAutoKeras`` (AutoKeras tunes while it trains; "
+        "the seed names the class but has no separate AutoKeras tuning).",
+    ),
+    (
         "ExploreAutoKeras",
         _Explore,
         "autokeras",
@@ -1361,11 +1378,17 @@ _TOOL_CLASSES: tuple[tuple[str, type[_StepClient], str, str], ...] = (
     ),
 )
 
-# The seed's Appendix B spells these classes both ways: alias -> class name.
+# The seed spells these classes more than one way (Appendix B: ``TrainAutokeras``; section 3.1.8:
+# ``ModelAutokeras``, ``TrainingPycaret``...): alias -> class name.
 _TOOL_CLASS_ALIASES: dict[str, str] = {
+    "ModelAutokeras": "ModelAutoKeras",
     "TrainAutokeras": "TrainAutoKeras",
+    "TrainingAutokeras": "TrainAutoKeras",
+    "TrainingPycaret": "TrainPycaret",
+    "TuneAutokeras": "TuneAutoKeras",
     "PredictAutokeras": "PredictAutoKeras",
     "EvaluateAutokeras": "EvaluateAutoKeras",
+    "BuilderAutoKeras": "BuilderAutokeras",
 }
 
 
@@ -1389,6 +1412,7 @@ globals().update({alias: globals()[name] for alias, name in _TOOL_CLASS_ALIASES.
 __all__ = sorted(
     [
         "AutoMLCompare",
+        "BuilderAutokeras",
         "BuilderPycaret",
         "BuilderPython",
         "ExploreHistogram",

@@ -260,13 +260,16 @@ TOOLS: dict[str, ToolSpec] = {
                 "model": "automl_orchestra.engines.keras.parameters:AutoKerasModelBody",
                 "automl": "automl_orchestra.engines.keras.parameters:AutoKerasBody",
             },
-            services=("model", "train", "predict", "evaluate", "explore", "automl"),
+            # tune: AutoKeras tunes while it trains (the seed: "there is no Tune API call for Autokeras"), so
+            # tune/autokeras (the seed's TuneAutokeras class) is the same search as train/autokeras.
+            # builder: a whole AutoKeras script (code roles only), with autokeras and keras pre-imported.
+            services=("model", "train", "tune", "predict", "evaluate", "explore", "automl", "builder"),
             implementation="automl_orchestra.engines.keras.autokeras:AutoKerasEngine",
             allowed_modules=("autokeras",),
             capabilities=frozenset({"image", "text", "tabular", "classification", "regression", "automl", "nas"}),
-            derived={"train": ("leaderboard",), "automl": ("leaderboard",)},
-            forked_services=frozenset({"train", "automl"}),
-            stoppable_services=frozenset({"train", "automl"}),
+            derived={"train": ("leaderboard",), "tune": ("leaderboard",), "automl": ("leaderboard",)},
+            forked_services=frozenset({"train", "tune", "automl"}),
+            stoppable_services=frozenset({"train", "tune", "automl"}),
             description="AutoKeras 3 (torch backend): each trial in a child with its own time and memory limits",
         ),
         ToolSpec(

@@ -20,6 +20,9 @@ ARRAYS_FILE = "data.npz"
 JSON_FILE = "data.json"
 OBJECT_FILE = "model.joblib"
 SUMMARY_FILE = "summary.json"
+# The folder of a code step's output that holds the files its code wrote (``builder/*``); the API serves them
+# by the names the step's metadata lists (``files``), never by a path a request gives.
+CODE_FILES_DIR = "files"
 # How deep a JSON value a step produces (its output, metadata, metrics) may nest; deeper levels are cut and
 # replaced by ``CUT`` so every listing and document can always be serialized (pydantic stops near 255).
 MAX_OUTPUT_DEPTH = 64

@@ -307,6 +307,10 @@ class ExploreToolBody(StepBody):
     }
 
     parentName: str | None = Field(default=None, max_length=MAX_SHORT)
+    # Learning Orchestra's explore classes send it with every request, as its train/predict classes do.
+    modelName: str | None = Field(
+        default=None, max_length=MAX_SHORT, description="the original model step (informational)"
+    )
     modulePath: str | None = Field(default=None, pattern=MODULE_PATH_PATTERN)
     class_: str | None = Field(
         default=None,

@@ -135,7 +135,7 @@ def _chosen_fields(fields: list[str] | None, available: list[str]) -> list[str]:
 
 
 class Projection(Engine):
-    """``transform/projection``: keep the listed fields, in the listed order."""
+    """``transform/projection``: keep the listed fields, in the listed order, cast as ``types`` says."""
 
     name = "projection"
 
@@ -143,10 +143,14 @@ class Projection(Engine):
         request = ctx.request_as(ProjectionBody)  # its model requires at least one field
         with parent_table(ctx, request.parentName) as parquet:
             fields = _chosen_fields(request.fields, parquet.schema_arrow.names)
+            casts = validate_casts(dict(request.types or {}), fields)
             empty = pa.schema([parquet.schema_arrow.field(name) for name in fields])
-            with ParquetSink(ctx.output_dir / TABLE_FILE, empty_schema=empty) as sink:
+            with ParquetSink(ctx.output_dir / TABLE_FILE) as sink:
                 for batch in parquet.iter_batches(batch_size=ROW_GROUP_SIZE, columns=fields):
-                    sink.write(batch.select(fields))  # iter_batches keeps file order; we keep the user's
+                    # iter_batches keeps file order; we keep the user's
+                    sink.write(cast_batch(batch.select(fields), casts, row_offset=sink.rows))
+                if sink.rows == 0:
+                    sink.write(cast_batch(_empty_batch(empty), casts))
                 info = sink.close()
         return _table_result(ctx, info)
 

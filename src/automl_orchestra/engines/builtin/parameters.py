@@ -8,6 +8,7 @@ from typing import Any, ClassVar, Literal
 from pydantic import AliasChoices, Field, field_validator
 
 from automl_orchestra.contracts.parameters import (
+    MAX_COLUMNS,
     NAME_FIELD_DOC,
     SET_BY_SERVER,
     MethodBody,
@@ -32,6 +33,13 @@ class ProjectionBody(StepBody):
     )
     parentName: str = Field(validation_alias=AliasChoices("parentName", "inputDatasetName", "datasetName"))
     fields: list[str] = Field(min_length=1, validation_alias=AliasChoices("fields", "names"))
+    # Learning Orchestra changes the types of a projection in place (``PATCH /transform/dataType``): the
+    # projection is re-executed with its fields cast as they are copied.
+    types: dict[str, TableType] | None = Field(
+        default=None, max_length=MAX_COLUMNS, description="cast these fields (number, integer, string, boolean)"
+    )
+
+    _known_types = field_validator("types", mode="before")(known_table_types)
 
 
 class DataTypeBody(StepBody):

@@ -105,9 +105,13 @@ class StepContext:
         with ``contracts.budget.budget_reserve_s`` to spare, which the API made sure of when the step was created."""
         return self.job.limits.timeout_s
 
-    def resolve(self, value: Any) -> Any:
-        """Replace every reference in ``value`` with the referenced step's stored output (or attribute)."""
-        return references.substitute(value, self._resolve_reference)
+    def resolve(self, value: Any, open_file: Callable[[str], Any] | None = None) -> Any:
+        """Replace every reference in ``value`` with the referenced step's stored output (or attribute).
+
+        A file output (``dataset/generic``) is its local path, unless ``open_file`` is given: then each
+        reference to it is ``open_file(path)`` (code steps pass an opener: Learning Orchestra handed code an
+        open binary file), and its attributes are the opened object's."""
+        return references.substitute(value, lambda ref: self._resolve_reference(ref, open_file))
 
     def load_step(self, step: str) -> Any:
         """The stored output of a referenced step (DataFrame, array, object, JSON value or file path)."""
@@ -118,8 +122,10 @@ class StepContext:
             self._cache[step] = load_output(self.store, ref)
         return self._cache[step]
 
-    def _resolve_reference(self, ref: references.Reference) -> Any:
+    def _resolve_reference(self, ref: references.Reference, open_file: Callable[[str], Any] | None = None) -> Any:
         value = self.load_step(ref.step)
+        if open_file is not None and self.job.inputs[ref.step].kind == "file":
+            value = open_file(value)
         path = ref.step
         for attr in ref.attrs:
             path += f".{attr}"

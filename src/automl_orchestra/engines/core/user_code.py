@@ -10,6 +10,7 @@ and whatever the code leaves in ``response`` is the step's value.
 from __future__ import annotations
 
 import contextlib
+import io
 import keyword
 import linecache
 import shutil
@@ -18,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from automl_orchestra.contracts.errors import StepError
+from automl_orchestra.contracts.outputs import CODE_FILES_DIR
 from automl_orchestra.contracts.parameters import CodeBody
 from automl_orchestra.engines.core.base import StepContext, StepResult
 from automl_orchestra.engines.core.downloads import download_bytes
@@ -27,7 +29,7 @@ MAX_CODE_BYTES = 1_000_000
 MAX_COPIED_FILE_BYTES = 512 * 1024 * 1024
 MAX_TABLE_PARSE_BYTES = 64 * 1024 * 1024  # pandas' sniffing python parser is slow; bigger files stay files
 TEXT_SUFFIXES = ("", ".csv", ".tsv", ".txt", ".tab")
-FILES_DIR = "files"
+FILES_DIR = CODE_FILES_DIR
 
 
 def run_builder(ctx: StepContext, preset: dict[str, Any]) -> StepResult:
@@ -66,9 +68,19 @@ def load_code(ctx: StepContext) -> str:
     return code
 
 
+class CodeFile(io.BufferedReader):
+    """A ``dataset/generic`` output as code gets it: an open binary file (Learning Orchestra's meaning), that
+    is also path-like, so code written for the path it used to be (``open(f)``, ``Path(f)``) keeps working."""
+
+    def __fspath__(self) -> str:
+        return str(self.name)
+
+
 def run_code(ctx: StepContext, code: str, preset: dict[str, Any]) -> Any:
-    """Execute ``code`` with ``preset`` and the resolved ``parameters`` as globals; return ``response``."""
-    namespace: dict[str, Any] = {**preset, **_parameters(ctx), "__name__": "__orchestra__"}
+    """Execute ``code`` with ``preset`` and the resolved ``parameters`` as globals; return ``response``.
+
+    A ``dataset/generic`` step referenced in ``parameters`` is an open binary file object (Learning
+    Orchestra's meaning: ``images_file.seek(0)`` works), closed once the code has run."""
     filename = f"<step {ctx.job.step_name}>"
     try:
         compiled = compile(code, filename, "exec")
@@ -78,17 +90,23 @@ def run_code(ctx: StepContext, code: str, preset: dict[str, Any]) -> Any:
         raise StepError(f"syntax error in the code at {where}: {exc.msg}{text}") from None
     # Tracebacks of the user's exceptions then show their source lines, not just line numbers.
     linecache.cache[filename] = (len(code), None, code.splitlines(keepends=True), filename)
-    exec(compiled, namespace)  # the point of this tool; see the module docstring for the safety model
-    return namespace.get("response")
+    with contextlib.ExitStack() as opened:
+        namespace: dict[str, Any] = {**preset, **_parameters(ctx, opened), "__name__": "__orchestra__"}
+        exec(compiled, namespace)  # the point of this tool; see the module docstring for the safety model
+        return namespace.get("response")
 
 
-def _parameters(ctx: StepContext) -> dict[str, Any]:
+def _parameters(ctx: StepContext, opened: contextlib.ExitStack) -> dict[str, Any]:
     raw = ctx.request_as(CodeBody).parameters
     # The model refuses non-identifiers; a keyword such as 'class' passes it but cannot be a global.
     for name in raw:
         if not name.isidentifier() or keyword.iskeyword(name) or name.startswith("__"):
             raise StepError(f"parameter name {name!r} is not usable as a Python variable name")
-    resolved: dict[str, Any] = ctx.resolve(raw)
+
+    def open_file(path: str) -> CodeFile:
+        return opened.enter_context(CodeFile(io.FileIO(path, "rb")))
+
+    resolved: dict[str, Any] = ctx.resolve(raw, open_file)
     return resolved
 
 

@@ -46,6 +46,7 @@ from automl_orchestra.engines.core.base import StepContext, StepResult
 from automl_orchestra.engines.core.calls import MethodEngine, call_on_parent, import_allowed, method_kwargs
 from automl_orchestra.engines.core.columns import select_features
 from automl_orchestra.engines.core.model import ModelSpec
+from automl_orchestra.engines.core.user_code import run_builder
 from automl_orchestra.engines.core.values import load_value, readable_json, save_value, write_json
 from automl_orchestra.engines.keras import trial_process
 from automl_orchestra.engines.keras.keras import (
@@ -266,6 +267,18 @@ class AutoKerasEngine(MethodEngine):
         # A fit of a spec has no timeBudget of its own: the search gets what the step's timeout leaves it.
         deadline = time.monotonic() + bounded_budget(ctx.timeout_s, ctx.timeout_s) - FINISH_S
         return search(ctx, spec, kwargs, deadline)
+
+    def tune(self, ctx: StepContext) -> StepResult:
+        """AutoKeras' hyperparameter tuning is its architecture search: ``tune/autokeras`` is ``train``."""
+        return self.train(ctx)
+
+    def builder(self, ctx: StepContext) -> StepResult:
+        """A whole AutoKeras pipeline script (the seed's ``builder/autokeras``), with ``autokeras`` and
+        ``keras`` imported for the step's CPUs; the files it writes become the step's artifacts."""
+        autokeras = import_autokeras(ctx.cpus)
+        import keras
+
+        return run_builder(ctx, {"autokeras": autokeras, "ak": autokeras, "keras": keras})
 
     def predict(self, ctx: StepContext) -> StepResult:
         import_autokeras(ctx.cpus)  # torch on the step's CPUs before the model is loaded and run

@@ -16,7 +16,7 @@ class AutoKerasBody(AutoMLBody):
 
     example: ClassVar[dict[str, Any]] = {
         "name": "mnist_automl",
-        "parentName": "mnist_load_data",
+        "parentName": "mnist",
         "inputKey": "train_images",
         "target": "train_labels",
         "task": "classification",
@@ -51,7 +51,16 @@ KerasModelBody = model_body_with_default(
     "KerasModelBody",
     "keras",
     "Sequential",
-    {"name": "mnist_cnn", "classParameters": {"layers": ["#keras.layers.Dense(10, activation='softmax')"]}},
+    {
+        "name": "mnist_cnn",
+        "classParameters": {
+            "layers": [
+                "#keras.Input(shape=(8, 8))",
+                "#keras.layers.Flatten()",
+                "#keras.layers.Dense(10, activation='softmax')",
+            ]
+        },
+    },
     '``model/keras``: a Keras model (``Sequential`` by default) from ``"#..."`` layer expressions (code roles only).',
 )
 AutoKerasModelBody = model_body_with_default(

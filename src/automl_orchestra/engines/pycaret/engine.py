@@ -52,6 +52,7 @@ from automl_orchestra.engines.core.calls import (
 from automl_orchestra.engines.core.model import AutoMLModel, probabilities_from_decision
 from automl_orchestra.engines.core.user_code import run_builder
 from automl_orchestra.engines.core.values import readable_json
+from automl_orchestra.engines.pycaret.compat import drop_pycaret2_arguments, pycaret2_setup_arguments
 from automl_orchestra.engines.pycaret.parameters import ExperimentBody, PycaretAutoMLBody
 
 # Experiment class -> the PyCaret module that defines it.
@@ -184,7 +185,9 @@ class PycaretEngine(AutoMLEngine[PycaretRequest]):
     def builder(self, ctx: StepContext) -> StepResult:
         import pycaret
 
-        return run_builder(ctx, {"pycaret": pycaret})
+        # The seed's builder code is PyCaret 2's (``setup(..., silent=True)``): accepted with a warning.
+        with pycaret2_setup_arguments():
+            return run_builder(ctx, {"pycaret": pycaret})
 
     def search(self, ctx: StepContext, request: PycaretRequest, data: TrainingData) -> SearchOutcome:
         return search_pycaret(ctx, request, data)
@@ -369,10 +372,9 @@ def is_experiment(value: Any) -> bool:
 
 def _setup_defaults(experiment: Any, kwargs: dict[str, Any], ctx: StepContext) -> dict[str, Any]:
     """PyCaret 3 defaults that do not fit a worker: no HTML/notebook display, the step's CPUs, the log in
-    the step's own directory. ``silent`` (PyCaret 2) is gone: dropped with a notice instead of failing."""
-    if "silent" in kwargs:
-        print("ignoring setup(silent=...): PyCaret 3 removed it (it never asks questions)", flush=True)
-        kwargs = {k: v for k, v in kwargs.items() if k != "silent"}
+    the step's own directory. PyCaret 2's prompt-silencing arguments (``silent``) are gone in PyCaret 3:
+    dropped with a warning instead of failing (``compat.py``)."""
+    kwargs = drop_pycaret2_arguments(kwargs)
     accepted = inspect.signature(experiment.setup).parameters
     defaults = {"html": False, "verbose": False, "n_jobs": ctx.cpus, "system_log": str(ctx.work_dir / "logs.log")}
     return {**{k: v for k, v in defaults.items() if k in accepted}, **kwargs}
