@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import json
 import logging
+import re
+from collections.abc import Callable, Iterator, MutableMapping, Sequence
 from typing import Any
 
+import fastapi.routing
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.routing import Match
 
 from automl_orchestra.contracts.source_policy import UnsafeSource
 from automl_orchestra.steps.errors import StepModelError
@@ -28,9 +31,45 @@ CODES = {
     415: "unsupported_media_type",
     422: "validation",
     503: "unavailable",
+    504: "timeout",
 }
 
 HTTP_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+
+# What each error status means, as the OpenAPI document describes it (``app.py`` documents on every operation
+# the statuses it can answer, with the ``Error`` body below).
+DESCRIPTIONS = {
+    400: "The body is not valid JSON (or not a valid multipart form).",
+    401: "No token, or an unknown one: send 'Authorization: Bearer <token>'.",
+    403: "The caller's role may not do this (a viewer changing steps, a role without the code right creating a "
+    "code step or asking for what the code policy reserves to code roles, code steps disabled).",
+    404: "No such step, run or artifact; or a parameter references a step that does not exist.",
+    409: "The name is taken, the step has dependents, is running, or is produced by another step.",
+    413: "The body (or an upload) is larger than the server accepts.",
+    415: "The body is neither JSON nor a multipart upload.",
+    422: "A field is missing or invalid, a reference is malformed, a URL or path is not allowed, a limit is "
+    "exceeded, or a NUL byte is in the path or query string.",
+    503: "The tool needs an engine environment this server does not have.",
+    504: "The steps the request waits for did not finish in time; follow them by name.",
+}
+
+
+class ErrorDetail(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    status: int = Field(description="the HTTP status, repeated")
+    code: str = Field(description="a stable name of the status, e.g. not_found")
+    message: str = Field(description="what went wrong and, where it helps, how to fix it")
+    details: Any = Field(default=None, description="machine-readable specifics, e.g. validation errors")
+
+
+class ErrorBody(BaseModel):
+    """The body of every error answer."""
+
+    model_config = ConfigDict(extra="allow", title="Error")
+
+    result: str = Field(description="the message, where a success puts its result")
+    error: ErrorDetail
 
 
 class ApiError(Exception):
@@ -52,7 +91,10 @@ def error_response(
     return JSONResponse({"result": message, "error": error}, status_code=status, headers=headers)
 
 
-def install(app: FastAPI) -> None:
+def install(app: FastAPI, authenticate: Callable[[Request], object] | None = None) -> None:
+    """The error handlers. ``authenticate`` raises the 401 of a caller without a valid token: a body that is
+    not JSON is refused for the token first (FastAPI parses a body before the route's role dependency)."""
+
     @app.exception_handler(ApiError)
     async def _api(_request: Request, exc: ApiError) -> JSONResponse:
         return error_response(exc.status, exc.message, exc.details, exc.headers)
@@ -69,6 +111,11 @@ def install(app: FastAPI) -> None:
     async def _validation(_request: Request, exc: RequestValidationError) -> JSONResponse:
         errors = exc.errors()
         if any(e.get("type") == "json_invalid" for e in errors):
+            if authenticate is not None:
+                try:
+                    authenticate(_request)
+                except ApiError as refused:
+                    return error_response(refused.status, refused.message, refused.details, refused.headers)
             return error_response(400, "the request body is not valid JSON", _clean(errors))
         return error_response(422, "invalid request: " + summarize(errors), _clean(errors))
 
@@ -92,14 +139,50 @@ def install(app: FastAPI) -> None:
 
 
 def allowed_methods(request: Request) -> list[str]:
-    """Every method some route of the application serves at the request's path (each route matched with
-    the request's scope under that method: included routers match as the router itself would)."""
-    routes = request.app.router.routes
-    return [
-        method
-        for method in HTTP_METHODS
-        if any(route.matches({**request.scope, "method": method})[0] == Match.FULL for route in routes)
-    ]
+    """Every method some route of the application serves at the request's path.
+
+    Only each route's path pattern is matched, once, against patterns collected on the first 405 (the routes
+    are all added when the application is built): a 405 costs less than a 404, where a scan of every route
+    under each method made it cost as much as fourteen.
+    """
+    path = _route_path(request.scope)
+    methods: set[str] = set()
+    for pattern, served in _route_patterns(request.app):
+        if pattern.match(path):
+            methods.update(served)
+    return [method for method in HTTP_METHODS if method in methods]
+
+
+def _route_patterns(app: FastAPI) -> list[tuple[re.Pattern[str], frozenset[str]]]:
+    patterns: list[tuple[re.Pattern[str], frozenset[str]]] | None = getattr(app.state, "route_patterns", None)
+    if patterns is None:
+        patterns = [
+            (route.path_regex, frozenset(getattr(route, "methods", None) or ()))
+            for route in flat_routes(app.router.routes)
+            if getattr(route, "path_regex", None) is not None
+        ]
+        app.state.route_patterns = patterns
+    return patterns
+
+
+def flat_routes(routes: Sequence[Any]) -> Iterator[Any]:
+    """Every route of an application, those of included routers too, each with its full path (``path_regex``,
+    ``path_format``, ``methods``) and, as ``original_route``, the route its router declared.
+
+    FastAPI 0.165 keeps an included router as one entry of ``app.routes`` and walks it with
+    ``iter_route_contexts``; earlier versions copy its routes into ``app.routes``.
+    """
+    iterate = getattr(fastapi.routing, "iter_route_contexts", None)
+    yield from iterate(routes) if iterate is not None else routes
+
+
+def _route_path(scope: MutableMapping[str, Any]) -> str:
+    """The request's path as routes match it: without the application's ``root_path``."""
+    path: str = scope["path"]
+    root: str = scope.get("root_path", "")
+    if root and path.startswith(root) and (len(path) == len(root) or path[len(root)] == "/"):
+        return path[len(root) :]
+    return path
 
 
 def summarize(errors: Any) -> str:

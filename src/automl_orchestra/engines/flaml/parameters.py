@@ -8,6 +8,6 @@ FlamlModelBody = model_body_with_default(
     "FlamlModelBody",
     "flaml",
     "AutoML",
-    {"name": "iris_automl", "classParameters": {"estimator_list": ["lgbm"]}},
+    {"name": "flaml_automl", "classParameters": {"metric": "accuracy", "estimator_list": ["lgbm", "rf"], "seed": 1}},
     "``model/flaml``: FLAML's ``AutoML`` (the default) with ``classParameters``; ``train/flaml`` fits it.",
 )
