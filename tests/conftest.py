@@ -18,6 +18,9 @@ from pathlib import Path
 import httpx
 import pytest
 
+# The command-line tests' ``client`` and ``run`` fixtures (tests/client/ has its own ``client``).
+pytest_plugins = ["tests.cli_fixtures"]
+
 TOKENS = {"admin-token": "admin", "editor-token": "editor", "viewer-token": "viewer"}
 
 

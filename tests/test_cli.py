@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,25 +19,6 @@ SLEEPER = "import time\ntime.sleep(30)\nresponse = None\n"
 @pytest.fixture
 def uid() -> str:
     return "cli" + uuid.uuid4().hex[:10]
-
-
-@pytest.fixture
-def client(server: Any) -> Iterator[Client]:
-    with Client(server.url, token="", timeout=60) as orchestra:
-        yield orchestra
-
-
-@pytest.fixture
-def run(server: Any, capsys: pytest.CaptureFixture[str]) -> Any:
-    """``run("ls", "--service", "model")`` -> (exit status, stdout, stderr) of the command on the server."""
-
-    def invoke(*argv: str) -> tuple[int, str, str]:
-        capsys.readouterr()
-        code = main(["--url", server.url, *argv])
-        captured = capsys.readouterr()
-        return code, captured.out, captured.err
-
-    return invoke
 
 
 def _model(client: Client, name: str) -> str:

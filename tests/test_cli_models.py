@@ -5,37 +5,16 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from automl_orchestra.cli import main
 from automl_orchestra.client import Client, ConflictError, ModelRegistry, NotFoundError, ValidationError
 
 
 @pytest.fixture
 def uid() -> str:
     return "clim" + uuid.uuid4().hex[:10]
-
-
-@pytest.fixture
-def client(server: Any) -> Iterator[Client]:
-    with Client(server.url, token="", timeout=60) as orchestra:
-        yield orchestra
-
-
-@pytest.fixture
-def run(server: Any, capsys: pytest.CaptureFixture[str]) -> Any:
-    """``run("models", "list")`` -> (exit status, stdout, stderr) of the command on the server."""
-
-    def invoke(*argv: str) -> tuple[int, str, str]:
-        capsys.readouterr()
-        code = main(["--url", server.url, *argv])
-        captured = capsys.readouterr()
-        return code, captured.out, captured.err
-
-    return invoke
 
 
 def _trained(client: Client, name: str) -> str:

@@ -8,18 +8,17 @@ that does not). Online prediction from a version is not served here yet.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from typing import IO, Any
 
-from fastapi import APIRouter, Body, Depends, Path, Query
-from fastapi.params import Depends as DependsParam
+from fastapi import APIRouter, Body, Path, Query
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from automl_orchestra.api import examples
-from automl_orchestra.api.dependencies import EditorRole, OrchestraDep, require_editor, require_viewer
+from automl_orchestra.api.dependencies import EditorRole, OrchestraDep
 from automl_orchestra.api.errors import ApiError
 from automl_orchestra.api.limits import MAX_RUN_NUMBER, MAX_SKIP
+from automl_orchestra.api.routing import EDITOR, VIEWER, json_routes
 from automl_orchestra.contracts.parameters import check_value
 from automl_orchestra.contracts.references import NAME_PATTERN
 from automl_orchestra.steps.errors import InvalidRequest
@@ -34,8 +33,6 @@ from automl_orchestra.steps.registry import (
 )
 
 TAG = "models"
-VIEWER: list[DependsParam] = [Depends(require_viewer)]
-EDITOR: list[DependsParam] = [Depends(require_editor)]
 ModelPath = Path(pattern=f"^{MODEL_NAME_PATTERN}$", description="model name")
 # ``GET /models/{name}@{alias}`` resolves an alias (``@latest``: the newest ready version).
 ModelRefPath = Path(
@@ -254,7 +251,7 @@ def _model_routes(api: APIRouter) -> None:
     def change(orchestra: OrchestraDep, name: str = ModelPath, body: ModelChanges = Body()) -> dict[str, Any]:
         return {"result": registry(orchestra).update_model(name, body.description, body.tags)}
 
-    add = _adder(api)
+    add = json_routes(api, TAG)
     add("/models", list_models, "GET", "List registered models", {"result": [MODEL]}, VIEWER)
     api.add_api_route(
         "/models",
@@ -318,7 +315,7 @@ def _version_routes(api: APIRouter) -> None:
             headers={"Content-Disposition": f'attachment; filename="{filename}"'},
         )
 
-    add = _adder(api)
+    add = json_routes(api, TAG)
     add(base, versions, "GET", "Versions of a model, oldest first", {"result": [VERSION]}, VIEWER)
     add(f"{base}/{{version}}", read, "GET", "A version: files, lineage, signature", {"result": VERSION}, VIEWER)
     add(f"{base}/{{version}}", change, "PATCH", "Description, tags, status (archive)", {"result": VERSION}, EDITOR)
@@ -362,7 +359,7 @@ def _alias_routes(api: APIRouter) -> None:
     def history(orchestra: OrchestraDep, name: str = ModelPath, alias: str = AliasPath) -> dict[str, Any]:
         return {"result": registry(orchestra).history(name, alias)}
 
-    add = _adder(api)
+    add = json_routes(api, TAG)
     add(base, aliases, "GET", "A model's aliases", {"result": [ALIAS]}, VIEWER)
     add(f"{base}/{{alias}}", resolve, "GET", "The version an alias points to", {"result": VERSION}, VIEWER)
     add(f"{base}/{{alias}}", put, "PUT", "Set or move an alias (recorded)", _MOVED, EDITOR)
@@ -375,30 +372,6 @@ _DELETED = {"result": "deleted version 3 of model 'adult' and its files"}
 _REMOVED = {"result": "removed alias 'staging' of model 'adult' (it pointed to version 3)"}
 _FILES = {"result": [{"name": "model.joblib", "size": 48000}, {"name": "summary.json", "size": 213}]}
 _HISTORY = {"result": [{**MOVE, "action": "set", "fromVersion": None, "toVersion": 1}, MOVE]}
-
-
-def _adder(api: APIRouter) -> Callable[[str, Callable[..., Any], str, str, Any, list[DependsParam]], None]:
-    """Register a JSON route with its summary, response example and the role it needs (settled first)."""
-
-    def add(
-        path: str,
-        endpoint: Callable[..., Any],
-        method: str,
-        summary: str,
-        example: Any,
-        dependencies: list[DependsParam],
-    ) -> None:
-        api.add_api_route(
-            path,
-            endpoint,
-            methods=[method],
-            tags=[TAG],
-            summary=summary,
-            responses=examples.ok(example),
-            dependencies=dependencies,
-        )
-
-    return add
 
 
 def _chunks(handle: IO[bytes], size: int = 1 << 20) -> Iterator[bytes]:

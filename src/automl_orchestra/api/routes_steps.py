@@ -7,7 +7,6 @@ from collections.abc import Callable, Iterator
 from typing import IO, Any
 
 from fastapi import APIRouter, Body, Depends, Path, Query, Request
-from fastapi.params import Depends as DependsParam
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import AliasChoices, BaseModel, ValidationError
 
@@ -22,11 +21,10 @@ from automl_orchestra.api.dependencies import (
     checked_step,
     creator_role,
     may_run_code,
-    require_editor,
-    require_viewer,
 )
 from automl_orchestra.api.errors import ApiError, summarize
 from automl_orchestra.api.limits import MAX_RUN_NUMBER, MAX_SKIP
+from automl_orchestra.api.routing import EDITOR, VIEWER, json_routes
 from automl_orchestra.contracts import catalog
 from automl_orchestra.contracts.outputs import OutputRef
 from automl_orchestra.contracts.parameters import StepBody
@@ -40,8 +38,6 @@ NamePath = Path(pattern=f"^{NAME_PATTERN}$", description="step name")
 Skip = Query(0, ge=0, le=MAX_SKIP)
 Limit = Query(20, ge=1, le=100)
 Cascade = Query(False, description="also delete / re-run every dependent step")
-VIEWER: list[DependsParam] = [Depends(require_viewer)]
-EDITOR: list[DependsParam] = [Depends(require_editor)]
 
 
 class Result(BaseModel):
@@ -172,7 +168,7 @@ def _tool_routes(api: APIRouter, service: str, tool: str, creatable: bool) -> No
         orchestra.service.get_in(name, service, tool)
         return delete_step(orchestra, name, cascade)
 
-    route = _adder(api, tag)
+    route = json_routes(api, tag)
     route(base, list_steps, "GET", f"List {service}/{tool} steps", examples.LIST, VIEWER)
     route(f"{base}/{{name}}", read, "GET", "Metadata and content page", examples.PAGE, VIEWER)
     route(f"{base}/{{name}}", patch, "PATCH", "Re-execute with changes", examples.UPDATED, [])
@@ -230,8 +226,8 @@ def _by_name_routes(api: APIRouter) -> None:
 
         return {"result": {"status": "ok", "version": __version__, "instance": orchestra.scheduler.instance_id}}
 
-    _adder(api, "service")("/health", health, "GET", "Liveness", examples.HEALTH, [])  # open: probes have no token
-    route = _adder(api, tag)
+    json_routes(api, "service")("/health", health, "GET", "Liveness", examples.HEALTH, [])  # open: probes have no token
+    route = json_routes(api, tag)
     route("/steps", list_all, "GET", "List steps of every kind", examples.LIST, VIEWER)
     route("/steps/{name}", read, "GET", "Metadata of a step", {"result": examples.METADATA}, VIEWER)
     route("/steps/{name}", patch, "PATCH", "Re-execute with changes", examples.UPDATED, [])
@@ -284,7 +280,7 @@ def _sub_resources(api: APIRouter, base: str, tag: str, find: Callable[[Orchestr
         find(orchestra, name)
         return {"result": _document(orchestra, orchestra.service.cancel(name))}
 
-    route = _adder(api, tag)
+    route = json_routes(api, tag)
     route(f"{base}/runs", runs, "GET", "Every run of the step", examples.RUNS, VIEWER)
     route(f"{base}/logs", logs, "GET", "Captured stdout/stderr of a run", examples.LOGS, VIEWER)
     route(f"{base}/artifacts", artifacts, "GET", "Output files", examples.ARTIFACTS, VIEWER)
@@ -298,31 +294,6 @@ def _sub_resources(api: APIRouter, base: str, tag: str, find: Callable[[Orchestr
         dependencies=VIEWER,
     )
     route(f"{base}/cancel", cancel, "POST", "Stop a pending or running step", examples.CANCELLED, EDITOR)
-
-
-def _adder(api: APIRouter, tag: str) -> Callable[[str, Callable[..., Any], str, str, Any, list[DependsParam]], None]:
-    """Register a JSON route with its summary, a response example (shown in /docs) and the role it needs
-    (``dependencies``, settled before the route looks anything up; ``[]`` where a parameter carries it)."""
-
-    def add(
-        path: str,
-        endpoint: Callable[..., Any],
-        method: str,
-        summary: str,
-        example: Any,
-        dependencies: list[DependsParam],
-    ) -> None:
-        api.add_api_route(
-            path,
-            endpoint,
-            methods=[method],
-            tags=[tag],
-            summary=summary,
-            responses=examples.ok(example),
-            dependencies=dependencies,
-        )
-
-    return add
 
 
 # ----- shared handlers -----------------------------------------------------------------------------
