@@ -75,7 +75,12 @@ class Limits(BaseModel):
     timeoutS: float | None = Field(
         default=None, gt=0, allow_inf_nan=False, description="wall-time limit of a run, seconds"
     )
-    memoryMb: int | None = Field(default=None, gt=0, le=2**40, description="memory limit of the worker process tree")
+    memoryMb: int | None = Field(
+        default=None,
+        gt=0,
+        le=2**40,
+        description="memory limit of the step: what its processes use above the worker's size at its start",
+    )
     cpus: int | None = Field(default=None, ge=1, le=256, description="CPU threads the step may use")
     gpus: float | None = Field(
         default=None, ge=0, le=64, allow_inf_nan=False, description="GPUs the step needs (Ray executor)"

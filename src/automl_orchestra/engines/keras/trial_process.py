@@ -193,7 +193,8 @@ class _EventReader:
 
 
 def _tree_mb() -> float:
-    """Resident memory of this process and its descendants, as the supervisor counts it."""
+    """Resident memory of this process and its descendants (all of it: stricter than the supervisor, which
+    counts only what the step added above the worker's size at its start)."""
     try:
         me = psutil.Process()
         processes = [me, *me.children(recursive=True)]
