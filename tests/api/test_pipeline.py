@@ -147,7 +147,9 @@ def test_seed_pipeline_end_to_end(server: ServerHandle, http: httpx.Client, tita
     runs = http.get("/train/scikitlearn/pipe_gb_fit/runs").json()["result"]
     record = runs[0]
     assert record["status"] == "finished" and record["wallS"] > 0
-    assert record["peakMemoryMb"] > 0 and record["cpuTimeS"] > 0 and record["node"]
+    # The step's own memory above the warm worker's size at its start: 0 when it reused what earlier jobs of
+    # that worker freed (tests/runtime/test_ownership.py checks that an allocation is counted).
+    assert record["peakMemoryMb"] >= 0 and record["cpuTimeS"] > 0 and record["node"]
     # The server is shared with other tests: their train steps may be listed too, newest first.
     trained = http.get("/steps", params={"service": "train"}).json()["result"]
     assert {step["service"] for step in trained} == {"train"} and "pipe_gb_fit" in {step["name"] for step in trained}
