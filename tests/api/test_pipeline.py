@@ -150,11 +150,11 @@ def test_seed_pipeline_end_to_end(server: ServerHandle, http: httpx.Client, tita
     # The step's own memory above the warm worker's size at its start: 0 when it reused what earlier jobs of
     # that worker freed (tests/runtime/test_ownership.py checks that an allocation is counted).
     assert record["peakMemoryMb"] >= 0 and record["cpuTimeS"] > 0 and record["node"]
-    # The server is shared with other tests: their train steps may be listed too, newest first.
+    # The server is shared with other tests: their train steps may be listed too, oldest first (stable pages).
     trained = http.get("/steps", params={"service": "train"}).json()["result"]
     assert {step["service"] for step in trained} == {"train"} and "pipe_gb_fit" in {step["name"] for step in trained}
     created = [step["createdAt"] for step in trained]
-    assert created == sorted(created, reverse=True)
+    assert created == sorted(created)
 
 
 def test_flaml_automl_leaderboard_and_best_model(server: ServerHandle, http: httpx.Client, titanic: str) -> None:
