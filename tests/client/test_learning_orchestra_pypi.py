@@ -11,8 +11,6 @@ The AutoML branch's ``BuilderPycaret.search_report`` (not on PyPI) is checked wi
 
 from __future__ import annotations
 
-import http.server
-import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +36,7 @@ from learning_orchestra_client.transform.scikitlearn import TransformScikitLearn
 from tests.client.conftest import write_csv
 from tests.conftest import ServerHandle
 from tests.data import titanic_like
+from tests.web import serving
 
 LO_API = "/api/learningOrchestra/v1"
 # titanic.py's columns: the projection keeps them, the dataType call makes the numeric ones numbers.
@@ -63,21 +62,8 @@ def web(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WebServer]:
     write_csv(root / "points.csv")
     np.savez(root / "arrays.npz", images=np.arange(24, dtype=np.uint8).reshape(2, 3, 4), labels=np.array([3, 7]))
 
-    class Handler(http.server.SimpleHTTPRequestHandler):
-        def __init__(self, *args: Any, **kwargs: Any) -> None:
-            super().__init__(*args, directory=str(root), **kwargs)
-
-        def log_message(self, *args: Any) -> None:  # keep test output quiet
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    try:
-        yield WebServer(root=root, port=int(server.server_address[1]))
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serving(root) as port:
+        yield WebServer(root=root, port=port)
 
 
 @pytest.fixture

@@ -22,6 +22,7 @@ from automl_orchestra.contracts.outputs import OutputRef
 from automl_orchestra.engines.core.base import StepContext, StepResult, load_engine, load_output
 from automl_orchestra.engines.core.values import save_value
 from automl_orchestra.store.artifacts import ArtifactStore
+from tests.web import serving
 
 
 @dataclass
@@ -143,16 +144,12 @@ class WebServer:
 @pytest.fixture
 def web(tmp_path: Path) -> Iterator[WebServer]:
     import http.server
-    import threading
     from urllib.parse import parse_qs, urlparse
 
     root = tmp_path / "www"
     root.mkdir()
 
-    class Handler(http.server.SimpleHTTPRequestHandler):
-        def __init__(self, *args: Any, **kwargs: Any) -> None:
-            super().__init__(*args, directory=str(root), **kwargs)
-
+    class Redirecting(http.server.SimpleHTTPRequestHandler):
         def do_GET(self) -> None:
             parsed = urlparse(self.path)
             if parsed.path == "/redirect":
@@ -162,14 +159,5 @@ def web(tmp_path: Path) -> Iterator[WebServer]:
                 return
             super().do_GET()
 
-        def log_message(self, *args: Any) -> None:  # keep test output quiet
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    try:
-        yield WebServer(root=root, port=int(server.server_address[1]))
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serving(root, Redirecting) as port:
+        yield WebServer(root=root, port=port)
