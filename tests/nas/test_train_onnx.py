@@ -10,9 +10,11 @@ import pandas as pd
 import pytest
 from sklearn.datasets import load_breast_cancer, load_digits
 
+from automl_orchestra.engines.core.serving import NotServable
+from automl_orchestra.engines.nas.serving import ServedNetwork
 from automl_orchestra.nas import instrument, trainer
 from automl_orchestra.nas.constraints import Constraints
-from automl_orchestra.nas.data import DataError, DataSettings, load
+from automl_orchestra.nas.data import DataError, DataSettings, load, prepare_inputs
 from automl_orchestra.nas.network import TrainedNetwork
 from automl_orchestra.nas.spec import validate
 from automl_orchestra.nas.torch_model import build, device
@@ -63,6 +65,37 @@ def test_mlp_on_a_table_with_text_columns() -> None:
     module, _curves = trainer.train(spec, split, seed=0)
     _loss, accuracy = trainer.evaluate(module, split.x_test, split.y_test)
     assert accuracy > 0.9
+
+
+def test_the_preprocessing_recipe_makes_new_rows_into_the_networks_inputs() -> None:
+    """What a served network applies to new rows gives exactly the inputs the split trained and tested on: a
+    table (medians for missing numbers, one-hot text, training standardisation) and uint8 images (scaled)."""
+    frame = load_breast_cancer(as_frame=True).frame
+    frame["size"] = np.where(frame["mean radius"] > 14, "large", "small")
+    frame.loc[::9, "mean texture"] = np.nan
+    frame.loc[::11, "size"] = None
+    split = load(frame, DataSettings(target="target", test_size=0.25, seed=2))
+    order = np.random.default_rng(2).permutation(len(frame))
+    test_rows = frame.drop(columns=["target"]).iloc[order[: len(split.y_test)]]
+    assert np.allclose(prepare_inputs(split.preprocessing, test_rows), split.x_test, atol=1e-5)
+    assert split.preprocessing["levels"] == {"size": ["(missing)", "large", "small"]}
+
+    images = (load_digits().images * 15).astype(np.uint8)
+    split = load({"x": images, "y": load_digits().target}, DataSettings(seed=0))
+    order = np.random.default_rng(0).permutation(len(images))
+    flat = images[order[: len(split.y_test)]].reshape(len(split.y_test), -1)
+    assert split.preprocessing["scale"] == 255.0 and split.preprocessing["shape"] == [1, 8, 8]
+    assert np.array_equal(prepare_inputs(split.preprocessing, flat), split.x_test)
+
+
+def test_a_network_that_cannot_serve_says_why() -> None:
+    spec = validate(CNN)
+    network = TrainedNetwork(spec, {"w": np.zeros(1)}, DataSettings().to_json(), ["0", "1"])
+    with pytest.raises(NotServable, match="re-run its nas/train step"):
+        ServedNetwork(network)  # stored before the preprocessing was kept with networks
+    network.rejected = "parameters 10410 > maxParameters 1000"
+    with pytest.raises(NotServable, match="rejected before training"):
+        ServedNetwork(network)
 
 
 def test_data_errors_are_clear() -> None:

@@ -47,6 +47,10 @@ class ToolSpec:
     # The parameter whose $references name steps made only for this step (automl/compare's engine runs):
     # cancelling the step cancels those of them still pending or running.
     owned_inputs: str | None = None
+    # Another input form the registered models trained on this tool's output accept when served
+    # ("package.module:factory", engines/core/serving.py: InputForm), e.g. the long series table for a model
+    # of tsfresh features; the factory gets a version's input columns and answers a form, or None.
+    serving_input: str = ""
 
     def allows_module(self, module_path: str) -> bool:
         return any(module_path == root or module_path.startswith(root + ".") for root in self.allowed_modules)
@@ -138,6 +142,7 @@ TOOLS: dict[str, ToolSpec] = {
             name="tsfresh",
             services=("transform",),
             implementation="automl_orchestra.engines.timeseries.tsfresh:TsfreshEngine",
+            serving_input="automl_orchestra.engines.timeseries.serving:series_input",
             capabilities=frozenset({"timeseries"}),
             description="tsfresh extract_features / select_features / impute on long time-series tables",
         ),

@@ -2,7 +2,10 @@
 with ``inputShape``) and tabular data (a table: numeric columns standardised, text columns one-hot).
 
 The split is a pure function of the data and the settings (seed, sizes), so ``nas/train`` and a later
-``nas/evaluate`` (or its re-execution) see exactly the same test rows.
+``nas/evaluate`` (or its re-execution) see exactly the same test rows. How raw inputs became the network's
+inputs (columns, encoding, scaling, standardisation with the training statistics) is the split's
+``preprocessing``, a JSON recipe stored with the trained network: :func:`prepare_inputs` applies it to new
+rows, so a served network sees its inputs as it saw them in training.
 """
 
 from __future__ import annotations
@@ -62,6 +65,7 @@ class Split:
     classes: list[str]
     kind: str  # "image" or "tabular"
     labels: dict[str, Any] = field(default_factory=dict)
+    preprocessing: dict[str, Any] = field(default_factory=dict)  # the recipe of prepare_inputs
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -70,7 +74,7 @@ class Split:
 
 def load(value: Any, settings: DataSettings) -> Split:
     """Features and labels of a resolved ``data`` reference, shuffled and split by ``settings``."""
-    x, y, kind = _arrays(value, settings)
+    x, y, kind, recipe = _arrays(value, settings)
     if len(x) != len(y):
         raise DataError(f"{len(x)} samples but {len(y)} labels")
     classes, codes = np.unique(y.astype(str), return_inverse=True)
@@ -85,14 +89,50 @@ def load(value: Any, settings: DataSettings) -> Split:
     if len(train) < 2:
         raise DataError(f"only {len(train)} training rows after the split: use more data or smaller sizes")
     x = x.astype(np.float32)
+    recipe["shape"] = [int(v) for v in x.shape[1:]]
     if kind == "tabular":  # standardise with training statistics only
         mean, std = x[train].mean(axis=0), x[train].std(axis=0)
-        x = (x - mean) / np.where(std > 0, std, 1.0)
+        scale = np.where(std > 0, std, 1.0)
+        x = (x - mean) / scale
+        recipe.update(mean=mean.tolist(), std=scale.tolist())
     codes = codes.astype(np.int64)
-    return Split(x[train], codes[train], x[valid], codes[valid], x[test], codes[test], [str(c) for c in classes], kind)
+    names = [str(c) for c in classes]
+    split = Split(x[train], codes[train], x[valid], codes[valid], x[test], codes[test], names, kind)
+    split.preprocessing = recipe
+    return split
 
 
-def _arrays(value: Any, settings: DataSettings) -> tuple[np.ndarray, np.ndarray, str]:
+def prepare_inputs(recipe: dict[str, Any], rows: pd.DataFrame | np.ndarray) -> np.ndarray:
+    """New rows as the network's inputs, by the ``preprocessing`` recipe of the split it trained on: a table
+    of the training columns (``recipe["columns"]``), or rows of the flat input values in order."""
+    if recipe.get("encoded"):  # numeric columns (missing: the training median) and one-hot text columns
+        frame = pd.DataFrame(rows)
+        numeric = frame[recipe["numeric"]].apply(pd.to_numeric, errors="raise").astype(np.float32)
+        parts = [numeric.fillna(dict(zip(recipe["numeric"], recipe["medians"], strict=True))).to_numpy(np.float32)]
+        for column, levels in recipe["levels"].items():
+            values = frame[column].astype("string").fillna(MISSING_LEVEL).to_numpy(dtype=object)
+            parts.append(np.stack([values == level for level in levels], axis=1).astype(np.float32))
+        x = np.concatenate(parts, axis=1) if parts else np.zeros((len(frame), 0), np.float32)
+    else:
+        if isinstance(rows, pd.DataFrame):
+            rows = rows[recipe["columns"]] if recipe.get("columns") else rows
+            rows = rows.to_numpy(dtype=np.float32)
+        x = np.asarray(rows, dtype=np.float32).reshape(len(rows), -1) / float(recipe.get("scale", 1.0))
+        if recipe.get("columns"):
+            x = np.nan_to_num(x)
+    shape = [int(v) for v in recipe["shape"]]
+    if x.shape[1] != int(np.prod(shape)):
+        raise DataError(f"the network takes {int(np.prod(shape))} values per sample (shape {shape}), not {x.shape[1]}")
+    x = x.reshape(len(x), *shape)
+    if recipe.get("mean") is not None:
+        x = (x - np.asarray(recipe["mean"], dtype=np.float32)) / np.asarray(recipe["std"], dtype=np.float32)
+    return x.astype(np.float32)
+
+
+MISSING_LEVEL = "(missing)"
+
+
+def _arrays(value: Any, settings: DataSettings) -> tuple[np.ndarray, np.ndarray, str, dict[str, Any]]:
     if isinstance(value, str) and value.endswith(".npz"):
         with np.load(Path(value), allow_pickle=False) as archive:
             return _from_mapping({name: archive[name] for name in archive.files}, settings)
@@ -106,40 +146,57 @@ def _arrays(value: Any, settings: DataSettings) -> tuple[np.ndarray, np.ndarray,
     )
 
 
-def _from_mapping(arrays: dict[str, Any], settings: DataSettings) -> tuple[np.ndarray, np.ndarray, str]:
+def _from_mapping(arrays: dict[str, Any], settings: DataSettings) -> tuple[np.ndarray, np.ndarray, str, dict[str, Any]]:
     """``x``/``y`` arrays, or the first array whose name starts with x and with y (``x_test``, ``y_test``)."""
     x_key = _key(arrays, "x")
     y_key = settings.target if settings.target in arrays else _key(arrays, "y")
     x, y = np.asarray(arrays[x_key]), np.asarray(arrays[y_key]).reshape(-1)
+    recipe: dict[str, Any] = {"columns": None, "scale": 1.0}
     if x.dtype == np.uint8:
         x = x.astype(np.float32) / 255.0
+        recipe["scale"] = 255.0
     if settings.input_shape:
         x = _reshape(x, settings.input_shape)
     elif x.ndim == 3:
         x = x[:, None, :, :]  # N x H x W grey images
-    return x, y, "image" if x.ndim == 4 else "tabular"
+    return x, y, "image" if x.ndim == 4 else "tabular", recipe
 
 
-def _from_table(frame: pd.DataFrame, settings: DataSettings) -> tuple[np.ndarray, np.ndarray, str]:
+def _from_table(frame: pd.DataFrame, settings: DataSettings) -> tuple[np.ndarray, np.ndarray, str, dict[str, Any]]:
     if not settings.target or settings.target not in frame.columns:
         raise DataError(f"target {settings.target!r} is not a column of the dataset: {list(frame.columns)[:30]}")
     frame = frame[frame[settings.target].notna()]
     y = frame[settings.target].to_numpy()
     features = frame.drop(columns=[settings.target])
+    columns = [str(name) for name in features.columns]
     if settings.input_shape:
         x = _reshape(features.to_numpy(dtype=np.float32), settings.input_shape)
-        if np.nanmax(x) > 1.5:
-            x = x / 255.0 if np.nanmax(x) <= 255 else x
-        return np.nan_to_num(x), y, "image" if x.ndim == 4 else "tabular"
-    return _encode(features), y, "tabular"
+        scale = 1.0
+        if np.nanmax(x) > 1.5 and np.nanmax(x) <= 255:
+            x, scale = x / 255.0, 255.0
+        return np.nan_to_num(x), y, "image" if x.ndim == 4 else "tabular", {"columns": columns, "scale": scale}
+    x, recipe = _encode(features)
+    return x, y, "tabular", {"columns": columns, **recipe}
 
 
-def _encode(features: pd.DataFrame) -> np.ndarray:
+def _encode(features: pd.DataFrame) -> tuple[np.ndarray, dict[str, Any]]:
     numeric = features.select_dtypes(include="number")
-    numeric = numeric.fillna(numeric.median())
-    text = features.drop(columns=list(numeric.columns)).astype("string").fillna("(missing)")
-    dummies = pd.get_dummies(text, dtype=np.float32) if len(text.columns) else pd.DataFrame(index=features.index)
-    return np.concatenate([numeric.to_numpy(dtype=np.float32), dummies.to_numpy(dtype=np.float32)], axis=1)
+    medians = numeric.median()
+    numeric = numeric.fillna(medians)
+    text = features.drop(columns=list(numeric.columns)).astype("string").fillna(MISSING_LEVEL)
+    # One-hot columns as get_dummies makes them: per text column, its levels sorted.
+    levels = {str(column): sorted(str(v) for v in text[column].unique()) for column in text.columns}
+    parts = [numeric.to_numpy(dtype=np.float32)]
+    for column, names in levels.items():
+        values = text[column].to_numpy(dtype=object)
+        parts.append(np.stack([values == level for level in names], axis=1).astype(np.float32))
+    recipe = {
+        "encoded": True,
+        "numeric": [str(name) for name in numeric.columns],
+        "medians": [float(v) if pd.notna(v) else 0.0 for v in medians],
+        "levels": levels,
+    }
+    return np.concatenate(parts, axis=1), recipe
 
 
 def _reshape(x: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:

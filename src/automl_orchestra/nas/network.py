@@ -21,6 +21,8 @@ class TrainedNetwork:
     curves: list[dict[str, float]] = field(default_factory=list)  # one entry per epoch
     instrumentation: dict[str, Any] = field(default_factory=dict)
     rejected: str | None = None  # why a constraint stopped it before training, if one did
+    # How raw rows become its inputs (nas.data.prepare_inputs); None for networks stored before it was kept.
+    preprocessing: dict[str, Any] | None = None
 
     def __repr__(self) -> str:
         status = f"rejected: {self.rejected}" if self.rejected else f"{len(self.curves)} epoch(s)"

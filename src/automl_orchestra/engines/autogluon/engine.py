@@ -33,6 +33,7 @@ from automl_orchestra.engines.core.calls import (
     method_kwargs,
 )
 from automl_orchestra.engines.core.model import AutoMLModel, ModelSpec
+from automl_orchestra.engines.core.serving import ServedModel
 
 PREDICTOR_DIR = "predictor"
 # Our metric names that AutoGluon spells differently; every other name is passed as is.
@@ -134,6 +135,12 @@ class AutoGluonEngine(MethodEngine, AutoMLEngine[AutoGluonRequest]):
         if isinstance(value, AutoGluonModel):
             value.directory = str(local_dir)
         return value
+
+    def load_served(self, ref: OutputRef, local_dir: Path) -> ServedModel:
+        value = self.load(ref, local_dir)
+        if isinstance(value, AutoGluonModel):
+            value.predictor  # noqa: B018 -- the predictor is read when the version loads, not at its first request
+        return ServedModel(value)
 
     def model(self, ctx: StepContext) -> StepResult:
         module_path, class_name, factory = self.model_factory(ctx)

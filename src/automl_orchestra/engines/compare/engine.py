@@ -29,6 +29,7 @@ from automl_orchestra.contracts import catalog
 from automl_orchestra.contracts.outputs import OutputRef
 from automl_orchestra.engines.compare.parameters import CompareBody
 from automl_orchestra.engines.core.base import (
+    Engine,
     StepContext,
     StepError,
     StepResult,
@@ -38,6 +39,7 @@ from automl_orchestra.engines.core.base import (
 )
 from automl_orchestra.engines.core.calls import MethodEngine, as_scalar
 from automl_orchestra.engines.core.foreign import Predictions, predict_elsewhere
+from automl_orchestra.engines.core.serving import ServedModel
 from automl_orchestra.engines.core.values import list_files
 
 WINNER_FILE = "compare.json"
@@ -61,6 +63,15 @@ class CompareEngine(MethodEngine):
 
     def load(self, ref: OutputRef, local_dir: Path) -> Any:
         """The winner's model, read by the serializer of the engine that wrote it."""
+        engine, winner_ref = self._winner(ref, local_dir)
+        return engine.load(winner_ref, local_dir)
+
+    def load_served(self, ref: OutputRef, local_dir: Path) -> ServedModel:
+        """The winner's model as its own engine serves it."""
+        engine, winner_ref = self._winner(ref, local_dir)
+        return engine.load_served(winner_ref, local_dir)
+
+    def _winner(self, ref: OutputRef, local_dir: Path) -> tuple[Engine, OutputRef]:
         winner = json.loads((local_dir / WINNER_FILE).read_text(encoding="utf-8"))
         spec = catalog.tool(str(winner.get("serializer", "")))
         if spec is not None and spec.environment != current_environment():
@@ -69,7 +80,7 @@ class CompareEngine(MethodEngine):
                 f"cannot be loaded here: use predict/{spec.name} on step {winner.get('step')!r}"
             )
         engine = load_engine(spec.implementation) if spec and spec.implementation else MethodEngine()
-        return engine.load(ref.model_copy(update={"serializer": winner.get("serializer")}), local_dir)
+        return engine, ref.model_copy(update={"serializer": winner.get("serializer")})
 
     def automl(self, ctx: StepContext) -> StepResult:
         request = ctx.request_as(CompareBody)

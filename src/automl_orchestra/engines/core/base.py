@@ -24,6 +24,8 @@ if TYPE_CHECKING:
     from pydantic import ValidationError
     from pydantic_core import ErrorDetails
 
+    from automl_orchestra.engines.core.serving import ServedModel
+
 RequestT = TypeVar("RequestT", bound=StepBody)
 
 
@@ -195,6 +197,13 @@ class Engine:
 
         return values.load_value(ref, local_dir)
 
+    def load_served(self, ref: OutputRef, local_dir: Path) -> ServedModel:
+        """A stored model as a serving worker calls it (``engines/core/serving.py``); engines whose models
+        need more than ``predict`` / ``predict_proba`` override this."""
+        from automl_orchestra.engines.core.serving import ServedModel
+
+        return ServedModel(self.load(ref, local_dir))
+
 
 def load_engine(implementation: str) -> Engine:
     module_name, _, class_name = implementation.partition(":")
@@ -205,6 +214,16 @@ def load_engine(implementation: str) -> Engine:
 
 def load_output(store: ArtifactStore, ref: OutputRef) -> Any:
     """Load a stored output with the serializer of the engine that wrote it."""
+    return serializer_engine(ref).load(ref, local_output(store, ref))
+
+
+def load_served(store: ArtifactStore, ref: OutputRef) -> ServedModel:
+    """A stored model, loaded by the engine that wrote it in the form a serving worker calls."""
+    return serializer_engine(ref).load_served(ref, local_output(store, ref))
+
+
+def serializer_engine(ref: OutputRef) -> Engine:
+    """The engine whose serializer reads ``ref``; refused for an object of another engine environment."""
     from automl_orchestra.contracts import catalog
 
     if foreign_object(ref):
@@ -213,13 +232,17 @@ def load_output(store: ArtifactStore, ref: OutputRef) -> Any:
             f"in {current_environment()!r}; reference a file-based output (a dataset or array step) instead"
         )
     spec = catalog.tool(ref.serializer)
-    engine = load_engine(spec.implementation) if spec and spec.implementation else Engine()
+    return load_engine(spec.implementation) if spec and spec.implementation else Engine()
+
+
+def local_output(store: ArtifactStore, ref: OutputRef) -> Path:
+    """The output's folder on this machine (a remote store's files are copied to the input cache once)."""
     if store.is_local:
-        return engine.load(ref, Path(store.path(ref.prefix)))
+        return Path(store.path(ref.prefix))
     local = Path(os.environ.get("ORCHESTRA_INPUT_CACHE", "/tmp")) / "orchestra-inputs" / ref.prefix
     if not local.exists():
         store.fs.get(store.path(ref.prefix), str(local), recursive=True)
-    return engine.load(ref, local)
+    return local
 
 
 def job_cwd(job: JobSpec) -> Path:

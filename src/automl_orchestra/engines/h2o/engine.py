@@ -55,6 +55,7 @@ from automl_orchestra.engines.core.calls import (
 )
 from automl_orchestra.engines.core.columns import text_columns
 from automl_orchestra.engines.core.model import AutoMLModel, ModelSpec
+from automl_orchestra.engines.core.serving import Answer, ServedModel
 
 BINARY_DIR = "h2o"
 BINARY_FILE = "model"
@@ -363,6 +364,67 @@ class H2OModel(AutoMLModel):
         return {"model_id": self.model_id, "algo": self.algo, "task": self.task, "mojo": self.mojo}
 
 
+class ServedH2OModel(ServedModel):
+    """An H2O model in a serving worker: scored once per request for labels and probabilities (by its MOJO in
+    a short java process, as a step scores it); a model without a MOJO is loaded into the worker's serving
+    JVM when the version is loaded, and the JVM is kept while such a version is."""
+
+    def __init__(self, model: H2OModel) -> None:
+        super().__init__(model)
+        self.model: H2OModel = model
+        self._holds_jvm = False
+        if model.mojo_path() is None:
+            jvm = SERVING_JVM.acquire()
+            self._holds_jvm = True
+            try:
+                model._cluster_model(jvm)  # the binary, into the JVM now rather than at the first request
+            except BaseException:
+                self.close()
+                raise
+
+    def predict(self, rows: pd.DataFrame, probabilities: bool) -> Answer:
+        model = self.model
+        features = model.features(rows)
+        if model.task != "classification":
+            return Answer(model._scored(features)["predict"].to_numpy(dtype=float))
+        scores = model.proba_features(features)
+        labels = model.classes_[np.argmax(scores, axis=1)]
+        return Answer(labels, scores, model.classes_.tolist()) if probabilities else Answer(labels)
+
+    def close(self) -> None:
+        if self._holds_jvm:
+            self._holds_jvm = False
+            SERVING_JVM.release()
+
+
+class ServingJvm:
+    """A serving worker's one JVM for models without a MOJO, shared by the versions loaded in it: started by
+    the first (a short-lived scoring cluster in a temporary folder) and stopped when the last is released."""
+
+    def __init__(self) -> None:
+        self.users = 0
+        self._stack: contextlib.ExitStack | None = None
+
+    def acquire(self) -> H2OJvm:
+        if self._stack is None:
+            stack = contextlib.ExitStack()
+            jvm = stack.enter_context(scoring_cluster())
+            self._stack = stack
+        else:
+            jvm = _active[-1]
+        self.users += 1
+        return jvm
+
+    def release(self) -> None:
+        self.users = max(0, self.users - 1)
+        if self.users == 0 and self._stack is not None:
+            stack, self._stack = self._stack, None
+            stack.close()
+
+
+SERVING_JVM = ServingJvm()
+
+
 def _no_options(kwargs: dict[str, Any]) -> None:
     # H2O's scoring takes no options: refuse them rather than ignore them.
     if kwargs:
@@ -545,6 +607,10 @@ class H2OEngine(MethodEngine, AutoMLEngine[H2ORequest]):
         if isinstance(value, H2OModel):
             value.directory = str(local_dir)
         return value
+
+    def load_served(self, ref: OutputRef, local_dir: Path) -> ServedModel:
+        value = self.load(ref, local_dir)
+        return ServedH2OModel(value) if isinstance(value, H2OModel) else ServedModel(value)
 
     def model(self, ctx: StepContext) -> StepResult:
         module_path, class_name, factory = self.model_factory(ctx)

@@ -46,6 +46,7 @@ from automl_orchestra.engines.core.base import StepContext, StepResult
 from automl_orchestra.engines.core.calls import MethodEngine, call_on_parent, import_allowed, method_kwargs
 from automl_orchestra.engines.core.columns import select_features
 from automl_orchestra.engines.core.model import ModelSpec
+from automl_orchestra.engines.core.serving import Answer, NotServable, ServedModel, numeric_matrix
 from automl_orchestra.engines.core.user_code import run_builder
 from automl_orchestra.engines.core.values import load_value, readable_json, save_value, write_json
 from automl_orchestra.engines.keras import trial_process
@@ -61,6 +62,7 @@ from automl_orchestra.engines.keras.keras import (
     save_keras_model,
 )
 from automl_orchestra.engines.keras.parameters import AutoKerasBody
+from automl_orchestra.engines.keras.serving import input_shape
 
 SPEC_FILE = "spec.json"
 PIPELINE_FILE = "pipeline.json"
@@ -229,6 +231,52 @@ class AutoKerasModel:
         return f"AutoKerasModel(best trial {self.info.get('bestTrial')}, {len(self.trials)} trials)"
 
 
+class ServedAutoKerasModel(ServedModel):
+    """A searched model in a serving worker: its labels through its preprocessing pipeline, as AutoKeras'
+    ``predict``. Searched on a table, it takes that table's feature columns (the version's signature); on
+    arrays, the flat values of its input tensor, like a Keras model (``engines/keras/serving.py``). For a
+    classification head the probabilities are the head's outputs (a sigmoid's become two columns), with the
+    pipeline's labels as classes."""
+
+    def __init__(self, model: AutoKerasModel) -> None:
+        from autokeras.preprocessors.encoders import Encoder, LabelEncoder
+
+        super().__init__(model)
+        self.model: AutoKerasModel = model
+        outputs = list(model.pipeline.outputs)
+        if len(outputs) != 1:
+            raise NotServable(f"the AutoKeras model has {len(outputs)} heads; serving answers one")
+        encoder = next((step for step in outputs[0] if isinstance(step, Encoder)), None)
+        self.task = "classification" if encoder is not None else "regression"
+        self.labels = numeric_labels(np.asarray(encoder.labels)).tolist() if encoder is not None else None
+        self.sigmoid = isinstance(encoder, LabelEncoder)
+        self.features = model.info.get("features") or None
+        self.shape = None if self.features else input_shape(model.model)
+
+    @property
+    def classifier(self) -> bool:
+        return self.task == "classification"
+
+    def columns(self) -> list[str] | None:
+        return [str(name) for name in self.features] if self.features else None
+
+    def predict(self, rows: pd.DataFrame, probabilities: bool) -> Answer:
+        model = self.model
+        if self.shape is not None:
+            x: Any = numeric_matrix(rows, math.prod(self.shape), self.shape).reshape(len(rows), *self.shape)
+        else:
+            x = model._inputs(rows)
+        outputs = np.asarray(model.model.predict(model.pipeline.transform_x(x), verbose=0))
+        labels = np.asarray(model.pipeline.postprocess(outputs))
+        labels = numeric_labels(labels.reshape(-1) if labels.ndim == 2 and labels.shape[1] == 1 else labels)
+        if not probabilities or self.labels is None:
+            return Answer(labels)
+        scores = outputs.astype(float)
+        if self.sigmoid:
+            scores = np.column_stack([1.0 - scores[:, 0], scores[:, 0]])
+        return Answer(labels, scores, self.labels)
+
+
 # ----- the engine ------------------------------------------------------------------------------------
 
 
@@ -343,6 +391,13 @@ class AutoKerasEngine(MethodEngine):
         if PIPELINE_FILE in ref.files:
             return load_searched(local_dir)
         raise StepError("this output is not an AutoKeras model or model recipe")
+
+    def load_served(self, ref: OutputRef, local_dir: Path) -> ServedModel:
+        """A searched model answers as AutoKeras' ``predict`` does (``engines/keras/serving.py``)."""
+        value = self.load(ref, local_dir)
+        if isinstance(value, AutoKerasModelSpec):
+            raise NotServable("this is an AutoKeras model recipe (model/autokeras): register the step that trained it")
+        return ServedAutoKerasModel(value) if isinstance(value, AutoKerasModel) else ServedModel(value)
 
 
 def numeric_labels(labels: np.ndarray) -> np.ndarray:

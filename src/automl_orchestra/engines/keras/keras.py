@@ -34,6 +34,7 @@ from automl_orchestra.engines.core.calls import (
     import_allowed,
     qualified_name,
 )
+from automl_orchestra.engines.core.serving import ServedModel
 from automl_orchestra.engines.core.values import load_value, readable_json, save_value, write_json
 
 MODEL_FILE = "model.keras"
@@ -247,6 +248,14 @@ class KerasEngine(MethodEngine):
         if ref.kind == "object" and MODEL_FILE in ref.files:
             return load_keras_model(local_dir / MODEL_FILE)
         return load_value(ref, local_dir)
+
+    def load_served(self, ref: OutputRef, local_dir: Path) -> ServedModel:
+        """A Keras model takes rows as the flat values of its input tensor (``engines/keras/serving.py``)."""
+        from automl_orchestra.engines.keras.serving import ServedKerasModel
+
+        value = self.load(ref, local_dir)
+        keras = sys.modules.get("keras")
+        return ServedKerasModel(value) if keras is not None and isinstance(value, keras.Model) else ServedModel(value)
 
 
 def _quiet_call(ctx: StepContext, default_method: str) -> MethodCall:

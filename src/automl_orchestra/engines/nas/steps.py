@@ -17,9 +17,11 @@ network costs nothing.
 from __future__ import annotations
 
 import random
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from automl_orchestra.contracts.errors import StepError
+from automl_orchestra.contracts.outputs import OutputRef
 from automl_orchestra.engines.core.base import Engine, StepContext, StepResult
 from automl_orchestra.engines.nas.parameters import NasConstraints, NasEvaluateBody, NasGenerateBody, NasTrainBody
 from automl_orchestra.nas.constraints import Constraints
@@ -27,6 +29,7 @@ from automl_orchestra.nas.data import DataError, DataSettings, Split
 from automl_orchestra.nas.network import TrainedNetwork
 
 if TYPE_CHECKING:
+    from automl_orchestra.engines.core.serving import ServedModel
     from automl_orchestra.nas.generators import Generator, Trial
     from automl_orchestra.nas.space import SearchSpace
 
@@ -63,6 +66,12 @@ class NasGenerate(Engine):
 class NasTrain(Engine):
     name = "train"
 
+    def load_served(self, ref: OutputRef, local_dir: Path) -> ServedModel:
+        """The trained network as a serving worker calls it (``engines/nas/serving.py``)."""
+        from automl_orchestra.engines.nas.serving import ServedNetwork
+
+        return ServedNetwork(self.load(ref, local_dir))
+
     def nas(self, ctx: StepContext) -> StepResult:
         import torch
 
@@ -81,7 +90,9 @@ class NasTrain(Engine):
             **instrument.static(spec, module),
             "latencyMsPerSample": instrument.latency_ms_per_sample(module, split.input_shape, device()),
         }
-        network = TrainedNetwork(spec, {}, settings.to_json(), split.classes, instrumentation=measured)
+        network = TrainedNetwork(
+            spec, {}, settings.to_json(), split.classes, instrumentation=measured, preprocessing=split.preprocessing
+        )
         over = constraints.violations(measured)
         if over and constraints.mode == "reject":
             network.rejected = constraints.describe(over, measured)

@@ -9,10 +9,12 @@ whichever format the series came in.
 
 from __future__ import annotations
 
+import io
 import math
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO
 
 import pandas as pd
 
@@ -125,7 +127,7 @@ def _values(text: str, number: int, dim: int) -> list[float]:
     return values
 
 
-def read_long_csv(path: Path, column_id: str, column_sort: str) -> pd.DataFrame:
+def read_long_csv(path: Path | IO[bytes], column_id: str, column_sort: str) -> pd.DataFrame:
     """A long CSV with its id and time columns first, sorted by (id, time) as tsfresh expects."""
     frame = pd.read_csv(path)
     missing = [name for name in (column_id, column_sort) if name not in frame.columns]
@@ -139,6 +141,17 @@ def read_long_csv(path: Path, column_id: str, column_sort: str) -> pd.DataFrame:
         raise StepError(f"channel column(s) {bad} are not numeric")
     frame = frame[[column_id, column_sort, *channels]].rename(columns={column_id: "id", column_sort: "time"})
     return frame.sort_values(["id", "time"], kind="stable").reset_index(drop=True)
+
+
+def long_table(data: bytes, filename: str, column_id: str = "id", column_sort: str = "time") -> pd.DataFrame:
+    """An uploaded series file as ``dataset/timeseries`` reads it: a ``.ts`` file or a long CSV, as the long
+    table (``id``, ``time``, the channels; a ``.ts`` file's labels are left out)."""
+    if filename.lower().endswith(".ts"):
+        return parse_ts(io.StringIO(data.decode("utf-8", errors="replace"))).long_frame()
+    try:
+        return read_long_csv(io.BytesIO(data), column_id, column_sort)
+    except (ValueError, UnicodeDecodeError) as exc:  # pandas' parser errors are ValueErrors
+        raise StepError(f"the series file is not a readable CSV: {exc}") from None
 
 
 def _lines(path: Path) -> Iterator[str]:
