@@ -113,3 +113,34 @@ def test_model_registry_client(client: Client, uid: str, tmp_path: Any) -> None:
         assert registry.history(f"{uid}_m", "staging")[0]["action"] == "set"
         assert f"{uid}_m" in {m["name"] for m in registry.iter_models(page_size=1)}
     assert client.health()["status"] == "ok"  # a given client stays open
+
+
+def test_predict_from_the_command_line_and_the_client(run: Any, client: Client, uid: str, tmp_path: Any) -> None:
+    """y = 2x + 1, served: records from a CSV file and a JSON file, the client with one row or a list."""
+    step = _trained(client, f"{uid}_line")
+    model = f"{uid}_served"
+    assert run("models", "register", model, step)[0] == 0
+    rows = tmp_path / "rows.csv"
+    rows.write_text("x\n0\n2.5\n")
+    code, out, err = run("models", "predict", model, str(rows))
+    assert code == 0, err
+    assert f"model {model} version 1 (regression, 2 rows)" in err
+    lines = out.splitlines()
+    assert lines[0].split() == ["ROW", "PREDICTION", "PROBABILITY"]
+    assert [float(line.split()[1]) for line in lines[1:]] == pytest.approx([1.0, 6.0])
+    records = tmp_path / "rows.json"
+    records.write_text(json.dumps([{"x": 10}]))
+    code, out, _ = run("models", "predict", f"{model}@latest", str(records), "--json")
+    assert code == 0 and json.loads(out)["predictions"] == pytest.approx([21.0])
+    code, _, err = run("models", "predict", model, str(records), "--version", "7")
+    assert code != 0 and "no version 7" in err
+
+    with ModelRegistry(client=client) as registry:
+        one = registry.predict(model, {"x": 1.0})
+        assert one["predictions"] == pytest.approx([3.0]) and one["probabilities"] is None
+        many = registry.predict(model, [{"x": 0.0}, {"x": 4}], version=1)
+        assert many["rows"] == 2 and many["predictions"] == pytest.approx([1.0, 9.0])
+        with pytest.raises(ValidationError, match="NaN"):  # a missing value goes as null: this model refuses it
+            registry.predict(model, [{"x": 0.0}, {"x": float("nan")}])
+        with pytest.raises(ValidationError, match="probabilities"):
+            registry.predict(model, {"x": 1.0}, probabilities=True)

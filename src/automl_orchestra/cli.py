@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import csv
 import json
 import os
 import queue
@@ -709,6 +710,13 @@ def add_models_parser(commands: Any, connection: argparse.ArgumentParser) -> Non
     delete = action("delete", "delete a version and its files", cmd_models_delete, json_option=False)
     delete.add_argument("name")
     delete.add_argument("version", type=int)
+    predict = action("predict", "predict rows with a served version (online)", cmd_models_predict)
+    predict.add_argument("name", help="a model (its newest ready version), or NAME@ALIAS")
+    predict.add_argument(
+        "rows", help="a JSON file of records (a list of objects, or one object), a CSV file with a header, or - (JSON)"
+    )
+    predict.add_argument("--version", type=int, help="predict with this version")
+    predict.add_argument("--no-probabilities", action="store_true", help="predictions only, no class probabilities")
 
 
 def _registry(args: argparse.Namespace) -> ModelRegistry:
@@ -901,6 +909,45 @@ def cmd_models_delete(args: argparse.Namespace, out: TextIO, err: TextIO) -> int
     with _registry(args) as registry:
         result = registry.delete_version(args.name, args.version)
     print(result, file=out)
+    return EXIT_OK
+
+
+def read_rows(source: str) -> Any:
+    """Records from a JSON file (or ``-``: standard input) or a CSV file with a header (numbers as numbers,
+    empty cells as null)."""
+    if source == "-":
+        return json.load(sys.stdin)
+    path = Path(source)
+    if path.suffix.lower() != ".csv":
+        return json.loads(path.read_text(encoding="utf-8"))
+    with path.open(newline="", encoding="utf-8") as handle:
+        return [{key: _cell(value) for key, value in row.items()} for row in csv.DictReader(handle)]
+
+
+def _cell(text: str | None) -> Any:
+    if text is None or text == "":
+        return None
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            continue
+    return text
+
+
+def cmd_models_predict(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    rows = read_rows(args.rows)
+    probabilities = False if args.no_probabilities else None
+    with _registry(args) as registry:
+        result = registry.predict(args.name, rows, version=args.version, probabilities=probabilities)
+    if args.json:
+        return _print_json(result, out)
+    print(f"model {result['model']} version {result['version']} ({result['task']}, {result['rows']} rows)", file=err)
+    table = [("ROW", "PREDICTION", "PROBABILITY")]
+    scores = result.get("probabilities") or [None] * len(result["predictions"])
+    for index, (prediction, score) in enumerate(zip(result["predictions"], scores, strict=True)):
+        table.append((str(index), str(prediction), f"{max(score):.4f}" if score else "-"))
+    _table(table, out)
     return EXIT_OK
 
 

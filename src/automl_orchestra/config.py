@@ -59,9 +59,32 @@ class Settings(BaseSettings):
     instance_id: str | None = Field(default=None, description="name of this instance (default: host + random)")
     heartbeat_s: float = Field(default=5.0, gt=0, description="instance heartbeat interval")
     poll_s: float = Field(default=0.05, gt=0, description="scheduler queue poll interval")
+    log_format: Literal["json", "text"] = Field(
+        default="json", description="server log lines: one JSON object each, or text (docs/observability.md)"
+    )
     public_url: str | None = Field(
         default=None,
         description="URL workers reach this API at, for driver steps (automl/nas); default http://host:port",
+    )
+    serving_workers: int = Field(
+        default=2, ge=1, le=64, description="serving worker processes per engine environment (online predict)"
+    )
+    serving_queue: int = Field(
+        default=64, ge=1, le=100_000, description="predict requests waiting per environment before 429 answers"
+    )
+    serving_timeout_s: float = Field(
+        default=30.0, gt=0, description="longest a predict may take before its serving worker is replaced"
+    )
+    serving_load_timeout_s: float = Field(
+        default=300.0, gt=0, description="time a serving worker gets on top to load a version it does not hold"
+    )
+    serving_max_rows: int = Field(default=100_000, ge=1, description="most rows one predict request may send")
+    serving_max_body_mb: int = Field(default=64, ge=1, le=4096, description="largest predict request body")
+    serving_loaded_versions: int = Field(
+        default=8, ge=1, le=1000, description="model versions a serving worker keeps loaded (least recent out)"
+    )
+    prediction_log_rate: float = Field(
+        default=0.0, ge=0.0, le=1.0, description="share of predicted rows logged to Parquet per version (0: off)"
     )
 
     @field_validator("home")

@@ -63,3 +63,17 @@ def upload_digits(server: ServerHandle, http: httpx.Client, folder: Path) -> Non
         response = http.post("/dataset/generic", data={"name": "digits"}, files={"file": (path.name, handle)})
     assert response.status_code == 201, response.text
     assert server.wait("digits")["status"] == "finished"
+
+
+def assert_classified(result: dict[str, Any], rows: int, classes: list[Any], agree: float = 1.0) -> None:
+    """One label per row among ``classes``, probabilities over exactly those classes summing to 1, and the
+    most probable class being the label (for at least ``agree`` of the rows)."""
+    assert result["task"] == "classification" and result["rows"] == rows
+    predictions = result["predictions"]
+    assert len(predictions) == rows and set(predictions) <= set(classes), predictions[:10]
+    assert sorted(map(str, result["classes"])) == sorted(map(str, classes))
+    probabilities = np.asarray(result["probabilities"])
+    assert probabilities.shape == (rows, len(classes))
+    assert np.allclose(probabilities.sum(axis=1), 1.0, atol=1e-5) and (probabilities >= 0).all()
+    argmax = [result["classes"][i] for i in probabilities.argmax(axis=1)]
+    assert np.mean([a == p for a, p in zip(argmax, predictions, strict=True)]) >= agree

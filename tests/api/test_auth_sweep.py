@@ -3,8 +3,10 @@
 Every operation of ``/openapi.json`` (iterated, not listed by hand) is called with no token, a wrong token and
 each role's token, and must answer what the role model of docs/security.md says:
 
-* no token or an unknown one: 401 (with ``WWW-Authenticate: Bearer``), except the open ``GET /health``;
-* ``viewer``: may read (``GET``), 403 on anything that changes state;
+* no token or an unknown one: 401 (with ``WWW-Authenticate: Bearer``), except the open ``GET /health`` and the
+  Open Inference Protocol's health and server metadata (``/v2``, ``/v2/health/*``);
+* ``viewer``: may read (``GET``) and predict with a registered model (``POST …/predict``, ``…/infer``), 403 on
+  anything that changes state;
 * ``editor``: may change steps, 403 on code steps (``function/*``, ``builder/*``, ``model/keras``) unless its
   role is in ``ORCHESTRA_CODE_ROLES``;
 * ``admin``: everything.
@@ -41,7 +43,9 @@ from tests.conftest import ServerHandle
 
 ROLES = ("viewer", "editor", "admin")
 RANK = {role: rank for rank, role in enumerate(ROLES)}
-OPEN = {("GET", f"{PREFIX}/health")}
+OPEN = {("GET", f"{PREFIX}/health"), ("GET", "/v2"), ("GET", "/v2/health/live"), ("GET", "/v2/health/ready")}
+# Where the registered models are served: a prediction reads a model, it changes nothing.
+MODEL_PREFIXES = (f"{PREFIX}/models", "/v2/models")
 MISSING, MALFORMED = "sweep_nobody", "-not-a-name-"
 PIPELINE = "ts-sweep"  # a time-series pipeline is the automl/tpot step ts-{modelId}
 
@@ -67,7 +71,7 @@ class Operation:
     @property
     def names_a_step(self) -> bool:
         """Whether ``{name}`` is a step's name (the model registry's ``/models/{name}`` is not)."""
-        return "{name}" in self.path and not self.path.startswith(f"{PREFIX}/models")
+        return "{name}" in self.path and not self.path.startswith(MODEL_PREFIXES)
 
     @property
     def runs_code(self) -> bool:
@@ -82,6 +86,10 @@ class Operation:
         """The role the role model requires: None for the open routes."""
         if (self.method, self.path) in OPEN:
             return None
+        if self.path.startswith((*MODEL_PREFIXES, f"{PREFIX}/timeseries")) and self.path.endswith(
+            ("/predict", "/infer")
+        ):
+            return "viewer"
         return "viewer" if self.method == "GET" else "editor"
 
 
@@ -125,7 +133,7 @@ def steps(sweep_api: ServerHandle) -> dict[tuple[str, str], str]:
 def request(http: httpx.Client, op: Operation, token: str | None, name: str) -> httpx.Response:
     """``op`` with ``name`` for ``{name}`` (other path parameters get a fixed value), an empty JSON body or
     an empty upload where the operation takes a body, and ``token``."""
-    path = op.path.removeprefix(PREFIX).replace("{name}", name)
+    path = url_of(http, op).replace("{name}", name)
     for parameter in op.operation.get("parameters", []):
         if parameter["in"] == "path" and parameter["name"] != "name":
             value = "1" if parameter["schema"].get("type") == "integer" else _plain(parameter["name"])
@@ -139,6 +147,12 @@ def request(http: httpx.Client, op: Operation, token: str | None, name: str) -> 
         files = {"raw_data": ("empty.csv", b"")}
         return http.request(op.method, path, files=files, headers=headers, params=params)
     return http.request(op.method, path, headers=headers, params=params)
+
+
+def url_of(http: httpx.Client, op: Operation) -> str:
+    """``op``'s path for ``http`` (whose base is the API prefix); a route outside the prefix (the inference
+    protocol's ``/v2``) is asked of the server's root."""
+    return op.path.removeprefix(PREFIX) if op.path.startswith(PREFIX) else str(http.base_url.join(op.path))
 
 
 def _plain(parameter: str) -> str:
@@ -304,7 +318,7 @@ def test_an_unparseable_body_is_refused_for_the_missing_token_first(sweep_api: S
     answers = {}
     with httpx.Client(base_url=sweep_api.api, timeout=60) as http:
         for op in ops:
-            path = op.path.removeprefix(PREFIX).replace("{name}", MISSING)
+            path = url_of(http, op).replace("{name}", MISSING)
             for parameter in op.operation.get("parameters", []):
                 if parameter["in"] == "path":
                     path = path.replace("{" + parameter["name"] + "}", "1")

@@ -32,15 +32,22 @@ def iris_csv(path: Path) -> Path:
     return path
 
 
-@pytest.fixture(scope="module")
-def iris(server: ServerHandle, tmp_path_factory: pytest.TempPathFactory) -> str:
-    """The iris table ``mr_iris`` with its feature and target projections ``mr_X`` and ``mr_y``."""
+def make_iris(server: ServerHandle, folder: Path) -> str:
+    """The iris table ``mr_iris`` with its feature and target projections ``mr_X`` and ``mr_y`` (made once per
+    server: the test modules that use it share the server)."""
     with server.client() as http:
-        upload(http, "mr_iris", iris_csv(tmp_path_factory.mktemp("iris") / "iris.csv"))
+        if http.get("/steps/mr_y").status_code == 200:
+            return "mr_iris"
+        upload(http, "mr_iris", iris_csv(folder / "iris.csv"))
         assert server.wait("mr_iris")["status"] == "finished"
         run(server, http, "/transform/projection", {"name": "mr_X", "parentName": "mr_iris", "fields": FEATURES})
         run(server, http, "/transform/projection", {"name": "mr_y", "parentName": "mr_iris", "fields": ["species"]})
     return "mr_iris"
+
+
+@pytest.fixture(scope="module")
+def iris(server: ServerHandle, tmp_path_factory: pytest.TempPathFactory) -> str:
+    return make_iris(server, tmp_path_factory.mktemp("iris"))
 
 
 def train_tree(server: ServerHandle, http: httpx.Client, name: str, depth: int = 2) -> str:

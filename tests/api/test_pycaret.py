@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pandas as pd
@@ -14,7 +15,9 @@ import pytest
 from sklearn.datasets import load_diabetes, load_iris, make_classification
 
 from automl_orchestra.client import BuilderPycaret
-from tests.api.helpers import content, run, upload
+from tests.api.helpers import assert_classified, content, run, upload
+from tests.api.test_models import register
+from tests.api.test_serving import serving_workers
 from tests.conftest import ServerHandle, launch
 from tests.data import titanic_like
 
@@ -184,11 +187,17 @@ def test_the_seed_builder_code_runs_through_the_learning_orchestra_client(
     assert {"titanic_pycaret.pkl", "logs.log"} <= set(metadata["files"])
 
 
-def test_automl_pycaret_excludes_identifiers_and_predicts(
-    pycaret_server: ServerHandle, http: httpx.Client, titanic: str
-) -> None:
+@pytest.fixture(scope="module")
+def pc_auto(pycaret_server: ServerHandle, http: httpx.Client, titanic: str) -> dict[str, Any]:
+    """``automl/pycaret`` on the titanic table (25 s, 3 folds): the step ``pc_auto``'s document."""
     body = {"name": "pc_auto", "parentName": titanic, "target": "Survived", "timeBudget": 25, "cv": 3, "seed": 1}
-    auto = run(pycaret_server, http, "/automl/pycaret", body)
+    return run(pycaret_server, http, "/automl/pycaret", body)
+
+
+def test_automl_pycaret_excludes_identifiers_and_predicts(
+    pycaret_server: ServerHandle, http: httpx.Client, pc_auto: dict[str, Any]
+) -> None:
+    auto = pc_auto
     assert {"Name", "PassengerId", "Ticket"} <= set(auto["excludedColumns"])
     assert auto["metrics"]["holdout_Accuracy"] > 0.6 and auto["metrics"]["cv_Accuracy"] > 0.6
     board = content(http, "/dataset/leaderboard/pc_auto_leaderboard", limit=50)[1:]
@@ -197,6 +206,29 @@ def test_automl_pycaret_excludes_identifiers_and_predicts(
     run(pycaret_server, http, "/predict/pycaret", predict)
     rows = content(http, "/predict/pycaret/pc_auto_pred", limit=100)[1:]
     assert len(rows) == 80 and set(rows[0]) == {"prediction"}  # one shape for every engine
+
+
+def test_an_automl_pycaret_version_is_served_in_its_environment(
+    pycaret_server: ServerHandle, http: httpx.Client, pc_auto: dict[str, Any]
+) -> None:
+    """The registered version is loaded by a serving worker running the PyCaret environment's interpreter,
+    and answers the held-out rows (the signature's columns) as the step-based predict does."""
+    version = register(http, "pc_titanic", "pc_auto")["result"]
+    assert (version["engine"], version["environment"]) == ("pycaret", "pycaret")
+    columns = [column["name"] for column in version["signature"]["inputs"]]
+    assert "Sex" in columns and "PassengerId" not in columns
+    table = content(http, "/dataset/csv/pc_test", limit=100)[1:]
+    records = [{name: row[name] for name in columns} for row in table]
+    answer = http.post("/models/pc_titanic/predict", json={"records": records})
+    assert answer.status_code == 200, answer.text
+    result = answer.json()["result"]
+    assert_classified(result, 80, [0, 1], agree=0.95)
+    workers = serving_workers(pycaret_server)
+    assert workers and all(".venv-pycaret" in worker.cmdline()[0] for worker in workers)
+    predict = {"name": "pc_served_pred", "parentName": "pc_auto", "methodParameters": {"X": "$pc_test"}}
+    run(pycaret_server, http, "/predict/pycaret", predict)
+    by_step = [row["prediction"] for row in content(http, "/predict/pycaret/pc_served_pred", limit=100)[1:]]
+    assert result["predictions"] == by_step
 
 
 def test_automl_pycaret_stops_a_model_at_the_budget_and_keeps_the_finished_ones(

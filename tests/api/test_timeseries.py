@@ -53,12 +53,27 @@ def test_train_list_predict_and_restart(fresh_server: ServerHandle, tmp_path: Pa
         assert set(report["steps"]) | {"ts-waves_leaderboard"} <= set(names)  # ordinary, visible steps
         assert http.get("/steps/ts-waves/artifacts").json()["result"]  # model and pipeline.py
 
+        assert report["modelVersion"] == {"name": "ts-waves", "version": 1, "url": "/api/v1/models/ts-waves/versions/1"}
         with (tmp_path / "new.csv").open("rb") as handle:
             predicted = http.post("/timeseries/waves/predict", files={"raw_data": ("new.csv", handle)})
         assert predicted.status_code == 200, predicted.text
+        assert (predicted.json()["model"], predicted.json()["version"]) == ("ts-waves", 1)
         scores = predicted.json()["result"]
         assert sorted(scores) == sorted(str(i) for i in range(500, 510))
         assert sum(scores[str(500 + i)] == label for i, label in enumerate(truth)) >= 8
+        assert step_names(http) == names  # answered by the served version: no step was created
+        # The same series through the registry's own route: the version takes the long table as records.
+        header, *lines = (tmp_path / "new.csv").read_text().split()
+        records = [dict(zip(header.split(","), map(float, line.split(",")), strict=True)) for line in lines]
+        records = [{**record, "id": int(record["id"]), "time": int(record["time"])} for record in records]
+        served = http.post("/models/ts-waves/predict", json={"records": records})
+        assert served.status_code == 200, served.text
+        assert (
+            dict(zip(map(str, served.json()["result"]["ids"]), served.json()["result"]["predictions"], strict=True))
+            == scores
+        )
+        bad = http.post("/timeseries/waves/predict", files={"raw_data": ("bad.csv", b"id,time,a,b\n1,0,x,1\n")})
+        assert bad.status_code == 422 and "numeric" in bad.json()["error"]["message"], bad.text
 
         again = train(http, tmp_path / "raw.csv", tmp_path / "labels.csv", json.dumps(PARAMS))
         assert again.status_code == 409  # the pipeline id is taken

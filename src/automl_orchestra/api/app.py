@@ -15,7 +15,18 @@ from fastapi.routing import APIRoute
 from starlette.routing import BaseRoute
 
 from automl_orchestra import __version__
-from automl_orchestra.api import auth, errors, examples, limits, routes_observe, routes_steps, routes_timeseries
+from automl_orchestra.api import (
+    auth,
+    errors,
+    examples,
+    limits,
+    observability,
+    routes_inference,
+    routes_observe,
+    routes_serving,
+    routes_steps,
+    routes_timeseries,
+)
 from automl_orchestra.api.dependencies import Orchestra, require_code_role, require_editor, require_viewer
 from automl_orchestra.api.routes_learning_orchestra import router as learning_orchestra_routes
 from automl_orchestra.api.routes_models import router as model_routes
@@ -25,6 +36,8 @@ from automl_orchestra.runtime.events import EventHub
 from automl_orchestra.runtime.executor import Executor
 from automl_orchestra.runtime.local import LocalExecutor
 from automl_orchestra.runtime.scheduler import Scheduler
+from automl_orchestra.runtime.serving_pool import ServingPools
+from automl_orchestra.steps.served import ServedVersions
 from automl_orchestra.steps.service import StepService
 from automl_orchestra.store import db
 from automl_orchestra.store.artifacts import ArtifactStore
@@ -86,6 +99,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     settings.check()
     orchestra = build_orchestra(settings)
+    serving = ServingPools(settings)
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -95,11 +109,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         try:
             yield
         finally:
+            await serving.close()  # the serving workers flush their prediction logs
             await asyncio.to_thread(orchestra.scheduler.stop)
             orchestra.database.dispose()
 
     app = build_api(settings, lifespan)
     app.state.orchestra = orchestra
+    app.state.serving = serving
+    app.state.served = ServedVersions(orchestra.sessions)
     return app
 
 
@@ -118,13 +135,16 @@ def build_api(settings: Settings, lifespan: Callable[[FastAPI], Any] | None = No
     install_openapi(app, settings)
     errors.install(app, lambda request: auth.role_of(request, settings))
     app.add_middleware(limits.BodyLimits)  # body size, JSON depth, NUL bytes: before any route reads
+    observability.install(app)  # /metrics, X-Request-ID, one log line per request (docs/observability.md)
     for index, prefix in enumerate(API_PREFIXES):
         visible = index == 0
         app.include_router(learning_orchestra_routes(), prefix=prefix, include_in_schema=visible)  # before steps'
         app.include_router(routes_observe.router(), prefix=prefix, include_in_schema=visible)
         app.include_router(routes_steps.router(), prefix=prefix, include_in_schema=visible)
         app.include_router(routes_timeseries.router(), prefix=prefix, include_in_schema=visible)
+        app.include_router(routes_serving.router(), prefix=prefix, include_in_schema=visible)
         app.include_router(model_routes(), prefix=prefix, include_in_schema=visible)
+    app.include_router(routes_inference.router())
 
     @app.get("/", include_in_schema=False)
     async def root(_request: Request) -> RedirectResponse:
@@ -153,9 +173,7 @@ ROLE_DEPENDENCIES: tuple[tuple[Callable[..., Any], str], ...] = (
 )
 # Statuses a route answers that its shape does not tell, by (method, path below the API prefix); a route can
 # also declare them itself (``examples.ok(..., errors=...)``).
-EXTRA_ERRORS: dict[tuple[str, str], frozenset[int]] = {
-    ("POST", "/timeseries/{model_id}/predict"): frozenset({504}),  # the prediction steps did not finish in time
-}
+EXTRA_ERRORS: dict[tuple[str, str], frozenset[int]] = {}
 
 
 def install_openapi(app: FastAPI, settings: Settings) -> None:

@@ -18,6 +18,12 @@ RANK = {"viewer": 0, "editor": 1, "admin": 2}
 
 
 def role_of(request: Request, settings: Settings) -> str:
+    role = _authenticate(request, settings)
+    request.state.role = role  # for the request's log line (api/observability.py)
+    return role
+
+
+def _authenticate(request: Request, settings: Settings) -> str:
     if not settings.auth_enabled:
         return "admin"
     header = request.headers.get("authorization", "")

@@ -26,6 +26,7 @@ from automl_orchestra.contracts.parameters import AutoMLBody, StepBody
 from automl_orchestra.contracts.source_policy import check_code_url
 from automl_orchestra.runtime.events import EventHub
 from automl_orchestra.runtime.scheduler import Scheduler
+from automl_orchestra.runtime.serving_pool import ServingPools
 from automl_orchestra.steps.service import NewStep, StepService
 from automl_orchestra.store.artifacts import ArtifactStore
 
@@ -47,6 +48,14 @@ def get_orchestra(request: Request) -> Orchestra:
 
 
 OrchestraDep = Annotated[Orchestra, Depends(get_orchestra)]
+
+
+def get_serving(request: Request) -> ServingPools:
+    serving: ServingPools = request.app.state.serving
+    return serving
+
+
+ServingDep = Annotated[ServingPools, Depends(get_serving)]
 
 
 # ----- roles ----------------------------------------------------------------------------------------

@@ -119,6 +119,58 @@ LINEAGE = {
 }
 HEALTH = {"result": {"status": "ok", "version": "0.1.0", "instance": "host-1a2b3c4d"}}
 
+# ----- online prediction (api/routes_serving.py, api/routes_inference.py) ------------------------------
+
+PREDICT_REQUEST = {"records": [{"age": 39, "workclass": "State-gov", "education": "Bachelors", "hours-per-week": 40}]}
+PREDICTION = {
+    "result": {
+        "model": "adult",
+        "version": 3,
+        "task": "classification",
+        "rows": 1,
+        "predictions": ["<=50K"],
+        "classes": ["<=50K", ">50K"],
+        "probabilities": [[0.87, 0.13]],
+    }
+}
+V2_HEALTH = {"live": True}
+V2_READY = {"ready": True}
+V2_METADATA = {
+    "name": "adult",
+    "versions": ["3"],
+    "platform": "flaml",
+    "inputs": [
+        {"name": "age", "datatype": "INT64", "shape": [-1]},
+        {"name": "workclass", "datatype": "BYTES", "shape": [-1]},
+    ],
+    "outputs": [
+        {"name": "predict", "datatype": "BYTES", "shape": [-1]},
+        {"name": "predict_proba", "datatype": "FP64", "shape": [-1, 2]},
+    ],
+}
+V2_REQUEST = {
+    "id": "42",
+    "inputs": [
+        {"name": "age", "shape": [1], "datatype": "INT64", "data": [39]},
+        {"name": "workclass", "shape": [1], "datatype": "BYTES", "data": ["State-gov"]},
+    ],
+}
+V2_ANSWER = {
+    "model_name": "adult",
+    "model_version": "3",
+    "id": "42",
+    "outputs": [
+        {"name": "predict", "shape": [1], "datatype": "BYTES", "data": ["<=50K"]},
+        {
+            "name": "predict_proba",
+            "shape": [1, 2],
+            "datatype": "FP64",
+            "data": [0.87, 0.13],
+            "parameters": {"classes": ["<=50K", ">50K"]},
+        },
+    ],
+}
+
 
 # ----- request bodies -------------------------------------------------------------------------------
 

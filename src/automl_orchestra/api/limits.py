@@ -38,6 +38,9 @@ FORM_SLACK_BYTES = 2**20
 # The upload limit when the app has no settings (a bare ``BodyLimits`` in a test).
 DEFAULT_UPLOAD_MB = 1024
 
+# Routes whose body is rows to predict (api/routes_serving.py, api/routes_inference.py).
+PREDICT_PATH = re.compile(r"/(predict|infer)$")
+
 _STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
 _NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
 _STEP = {ord("["): 1, ord("{"): 1, ord("]"): -1, ord("}"): -1}
@@ -87,10 +90,9 @@ class BodyLimits:
         if not has_body:
             await self.app(scope, receive, send)
             return
-        too_large = (
-            f"the request body is larger than the limit of {MAX_BODY_BYTES} bytes ({MAX_BODY_BYTES // 2**20} MiB)"
-        )
-        if declared.isdigit() and int(declared) > DRAIN_BYTES:
+        limit = _body_limit(scope)
+        too_large = f"the request body is larger than the limit of {limit} bytes ({limit // 2**20} MiB)"
+        if declared.isdigit() and int(declared) > max(limit, DRAIN_BYTES):
             await _reply(scope, receive, send, 413, too_large)
             return
         chunks: list[bytes] = []
@@ -101,15 +103,15 @@ class BodyLimits:
                 return  # the client went away
             chunk = message.get("body", b"")
             size += len(chunk)
-            if size <= MAX_BODY_BYTES:
+            if size <= limit:
                 chunks.append(chunk)
-            elif size > DRAIN_BYTES:
+            elif size > max(limit, DRAIN_BYTES):
                 break
             else:
                 chunks.clear()
             if not message.get("more_body", False):
                 break
-        if size > MAX_BODY_BYTES:
+        if size > limit:
             await _reply(scope, receive, send, 413, too_large)
             return
         body = b"".join(chunks)
@@ -119,6 +121,15 @@ class BodyLimits:
                 await _reply(scope, receive, send, 422, f"invalid request body: {problem}")
                 return
         await self.app(scope, _replay(body, receive), send)
+
+
+def _body_limit(scope: Scope) -> int:
+    """The largest body of this request: a predict or infer request's is ``ORCHESTRA_SERVING_MAX_BODY_MB``
+    (a batch of rows), every other one ``MAX_BODY_BYTES``."""
+    if not PREDICT_PATH.search(scope.get("path", "")):
+        return MAX_BODY_BYTES
+    orchestra = getattr(getattr(scope.get("app"), "state", None), "orchestra", None)
+    return int(orchestra.settings.serving_max_body_mb) * 2**20 if orchestra is not None else MAX_BODY_BYTES
 
 
 def _upload_mb(scope: Scope) -> int:

@@ -3,7 +3,8 @@ and versions, move aliases (with their history), archive and delete versions, do
 
 Viewers read; editors register, change, move aliases and delete. Roles are route dependencies, settled before
 anything is looked up (a caller without the right token gets the same 401/403 for a model that exists and one
-that does not). Online prediction from a version is not served here yet.
+that does not). Online prediction from a version is ``api/routes_serving.py``'s; moving an alias here asks
+the serving workers to load the new version at once.
 """
 
 from __future__ import annotations
@@ -11,16 +12,18 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from typing import IO, Any
 
-from fastapi import APIRouter, Body, Path, Query
+from fastapi import APIRouter, BackgroundTasks, Body, Path, Query
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from automl_orchestra.api.dependencies import EditorRole, OrchestraDep
+from automl_orchestra.api.dependencies import EditorRole, OrchestraDep, ServingDep
 from automl_orchestra.api.errors import ApiError
 from automl_orchestra.api.limits import MAX_RUN_NUMBER, MAX_SKIP
 from automl_orchestra.api.routing import EDITOR, VIEWER, json_routes
 from automl_orchestra.contracts.parameters import check_value
 from automl_orchestra.contracts.references import NAME_PATTERN
+from automl_orchestra.contracts.serving import ServedVersion
+from automl_orchestra.runtime.serving_pool import ServingPools
 from automl_orchestra.steps.errors import InvalidRequest
 from automl_orchestra.steps.registry import (
     ALIAS_PATTERN,
@@ -31,6 +34,7 @@ from automl_orchestra.steps.registry import (
     RegistryService,
     check_tags,
 )
+from automl_orchestra.steps.served import served_version
 
 TAG = "models"
 ModelPath = Path(pattern=f"^{MODEL_NAME_PATTERN}$", description="model name")
@@ -343,12 +347,17 @@ def _alias_routes(api: APIRouter) -> None:
 
     def put(
         orchestra: OrchestraDep,
+        serving: ServingDep,
         role: EditorRole,
+        background: BackgroundTasks,
         name: str = ModelPath,
         alias: str = AliasPath,
         body: AliasBody = Body(openapi_examples={"move": {"value": {"version": 2}}}),
     ) -> dict[str, Any]:
-        return {"result": registry(orchestra).set_alias(name, alias, body.version, role)}
+        moved = registry(orchestra).set_alias(name, alias, body.version, role)
+        # The serving workers load the version now, so the first request through the alias finds it warm.
+        background.add_task(preload, serving, served_version(orchestra.sessions, name, number=body.version))
+        return {"result": moved}
 
     def remove(
         orchestra: OrchestraDep, role: EditorRole, name: str = ModelPath, alias: str = AliasPath
@@ -372,6 +381,10 @@ _DELETED = {"result": "deleted version 3 of model 'adult' and its files"}
 _REMOVED = {"result": "removed alias 'staging' of model 'adult' (it pointed to version 3)"}
 _FILES = {"result": [{"name": "model.joblib", "size": 48000}, {"name": "summary.json", "size": 213}]}
 _HISTORY = {"result": [{**MOVE, "action": "set", "fromVersion": None, "toVersion": 1}, MOVE]}
+
+
+async def preload(serving: ServingPools, version: ServedVersion) -> None:
+    await serving.preload(version)
 
 
 def _chunks(handle: IO[bytes], size: int = 1 << 20) -> Iterator[bytes]:

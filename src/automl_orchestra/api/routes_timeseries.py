@@ -1,12 +1,15 @@
 """The seed's time-series service on top of the step model: train from raw series + labels + a parameter
 file, list the trained pipelines, predict by pipeline id.
 
-Every call only creates ordinary steps (``dataset/timeseries`` -> ``transform/tsfresh`` extract ->
-``transform/tsfresh`` select -> ``automl/tpot``; prediction: ingest -> extract with the training features'
-settings -> ``predict/tpot``) and waits for them like ``/observe`` does; the steps are visible,
-re-executable and deletable, and a pipeline is simply the ``automl/tpot`` step ``ts-{modelId}``, so
-everything survives a restart. Uploads are checked here, before anything is stored: a labels file whose
-ids do not match the series is refused with 422 and leaves nothing behind.
+Training only creates ordinary steps (``dataset/timeseries`` -> ``transform/tsfresh`` extract ->
+``transform/tsfresh`` select -> ``automl/tpot``) and waits for them like ``/observe`` does; the steps are
+visible, re-executable and deletable, and a pipeline is simply the ``automl/tpot`` step ``ts-{modelId}``, so
+everything survives a restart. A finished pipeline is registered as a version of the model ``ts-{modelId}``
+(steps/registry.py), and a prediction is answered by that version's serving worker (runtime/serving_pool.py):
+the uploaded series are read as ``dataset/timeseries`` reads them, their features extracted with the
+pipeline's own feature settings, and classified -- no step is created. Uploads are checked here, before
+anything is stored: a labels file whose ids do not match the series is refused with 422 and leaves nothing
+behind.
 """
 
 from __future__ import annotations
@@ -22,7 +25,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated, Any
 
-import pyarrow.parquet as pq
 import yaml
 from fastapi import APIRouter, Depends, Path, Request
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -30,9 +32,16 @@ from starlette.datastructures import UploadFile
 
 from automl_orchestra.api import examples
 from automl_orchestra.api.datasets import _safe_filename, delete_upload
-from automl_orchestra.api.dependencies import EditorRole, Orchestra, OrchestraDep, checked_step, require_viewer
+from automl_orchestra.api.dependencies import (
+    EditorRole,
+    Orchestra,
+    OrchestraDep,
+    ViewerRole,
+    checked_step,
+    require_viewer,
+)
 from automl_orchestra.api.errors import ApiError, summarize
-from automl_orchestra.contracts.outputs import TABLE_FILE
+from automl_orchestra.api.routes_serving import serve
 from automl_orchestra.contracts.parameters import (
     MAX_DEPTH,
     MAX_SHORT,
@@ -41,8 +50,12 @@ from automl_orchestra.contracts.parameters import (
     MethodBody,
     StepBody,
 )
+from automl_orchestra.contracts.serving import SERIES_FORMAT, PredictCall, SeriesFile, ServedVersion
 from automl_orchestra.runtime.events import wait_for
 from automl_orchestra.steps.documents import step_document
+from automl_orchestra.steps.errors import NotFound
+from automl_orchestra.steps.registry import Registration, RegistryService
+from automl_orchestra.steps.served import served_version
 from automl_orchestra.steps.service import NewStep
 from automl_orchestra.store.artifacts import step_prefix
 from automl_orchestra.store.models import SETTLED, Step
@@ -107,9 +120,10 @@ TRAINED = {
         "step": "ts-2",
         "trainTime": 131.2,
         "steps": ["ts-2-raw", "ts-2-labels", "ts-2-features", "ts-2-selected", "ts-2"],
+        "modelVersion": {"name": "ts-2", "version": 1, "url": "/api/v1/models/ts-2/versions/1"},
     }
 }
-PREDICTED = {"result": {"0": "normal", "1": "collision"}, "steps": ["ts-2-predict-1a2b3c4d-raw", "..."]}
+PREDICTED = {"result": {"0": "normal", "1": "collision"}, "model": "ts-2", "version": 1}
 MODELS = {"result": [TRAINED["result"]]}
 
 
@@ -152,26 +166,37 @@ def router() -> APIRouter:
         steps = await asyncio.to_thread(_create_training, orchestra, role, model_id, params, raw, labels)
         started = time.monotonic()
         settled = await wait_settled(orchestra, steps, params.tpot.timeBudget + EXTRA_WAIT_S)
-        return {"result": training_report(orchestra, settled[-1], model_id, time.monotonic() - started, settled)}
+        report = training_report(orchestra, settled[-1], model_id, time.monotonic() - started, settled)
+        if settled[-1].status == "finished":
+            version = await asyncio.to_thread(register_pipeline, orchestra, settled[-1], role)
+            report["modelVersion"] = {"name": version["model"], "version": version["version"], "url": version["url"]}
+        return {"result": report}
 
     @api.post(
         "/{model_id}/predict",
-        summary="Predict raw series with a trained pipeline: {series_id: label}",
-        responses=examples.ok(PREDICTED),
+        summary="Predict raw series with a trained pipeline's registered version: {series_id: label}",
+        responses=examples.ok(PREDICTED, errors=(413, 422, 429, 503)),
         openapi_extra=_multipart("raw_data"),
     )
     async def predict(
-        request: Request, orchestra: OrchestraDep, role: EditorRole, model_id: str = model_path
+        request: Request, orchestra: OrchestraDep, role: ViewerRole, model_id: str = model_path
     ) -> dict[str, Any]:
-        model = await asyncio.to_thread(_model_step, orchestra, model_id)
+        version = await asyncio.to_thread(served_pipeline, orchestra, model_id, role)
         async with request.form(max_files=1, max_fields=4) as form:
             raw = await _upload(form.get("raw_data"), "raw_data", orchestra.settings.max_upload_mb)
-        steps = await asyncio.to_thread(_create_prediction, orchestra, role, model, raw)
-        settled = await wait_settled(orchestra, steps, EXTRA_WAIT_S)
-        _raise_if_failed(settled)
-        if settled[-1].status != "finished":
-            raise ApiError(504, f"the prediction steps {steps} did not finish in time; follow {steps[-1]!r}")
-        return {"result": await asyncio.to_thread(_predictions, orchestra, settled[1], settled[-1]), "steps": steps}
+        columns = await asyncio.to_thread(_raw_parameters, orchestra, f"{PREFIX}{model_id}")
+        series = SeriesFile(
+            filename=raw.filename,
+            column_id=columns.get("columnId") or "id",
+            column_sort=columns.get("columnSort") or "time",
+        )
+        call = PredictCall(format=SERIES_FORMAT, series=series, max_rows=orchestra.settings.serving_max_rows)
+        done, _headers = await serve(request, version, call, raw.data)
+        if done.status != 200:
+            raise ApiError(done.status, done.error or "the prediction failed")
+        result = json.loads(done.body)["result"]
+        labels = {str(i): value for i, value in zip(result["ids"], result["predictions"], strict=True)}
+        return {"result": labels, "model": version.model, "version": version.version}
 
     @api.get(
         "/models",
@@ -453,39 +478,28 @@ def _model_step(orchestra: Orchestra, model_id: str) -> Step:
     return step
 
 
-def _create_prediction(orchestra: Orchestra, role: str, model: Step, raw: Upload) -> list[str]:
-    base = f"{model.name}-predict-{uuid.uuid4().hex[:8]}"
-    settings = model.parameters["parentName"]  # the selected training features: their columns are the settings
-    raw_params = {key: value for key, value in _raw_parameters(orchestra, model).items() if key != "source"}
-    raw_name, features = f"{base}-raw", f"{base}-features"
-
-    def build(sources: list[dict[str, Any]]) -> list[NewStep]:
-        source = _store_upload(orchestra, raw_name, raw)
-        sources.append(source)
-        return [
-            _dataset(orchestra, role, "timeseries", raw_name, {**raw_params, "source": source}),
-            _method_step(
-                orchestra,
-                role,
-                "transform",
-                "tsfresh",
-                features,
-                raw_name,
-                "extract_features",
-                {"featureSettings": f"${settings}"},
-                Limits(cpus=SEARCH_CPUS),
-            ),
-            _method_step(
-                orchestra, role, "predict", "tpot", f"{base}-predictions", model.name, "predict", {"X": f"${features}"}
-            ),
-        ]
-
-    return _create_all(orchestra, build)  # fmt: skip
-
-
-def _raw_parameters(orchestra: Orchestra, model: Step) -> dict[str, Any]:
-    raw = f"{model.name}-raw"
+def _raw_parameters(orchestra: Orchestra, pipeline: str) -> dict[str, Any]:
+    """The parameters of the pipeline's ingest step (its id and time columns), empty when it is gone."""
+    raw = f"{pipeline}-raw"
     return dict(orchestra.service.get(raw).parameters) if orchestra.service.exists(raw) else {}
+
+
+def register_pipeline(orchestra: Orchestra, step: Step, role: str) -> dict[str, Any]:
+    """A new version of the model named like the pipeline's step (``ts-{modelId}``), frozen from its run."""
+    registry = RegistryService(orchestra.sessions, orchestra.store, orchestra.settings.environment_pythons)
+    description = f"time-series pipeline {step.name[len(PREFIX) :]!r}: tsfresh features + {step.tool}"
+    return registry.register(Registration(model=step.name, step=step.name, role=role, description=description))
+
+
+def served_pipeline(orchestra: Orchestra, model_id: str, role: str) -> ServedVersion:
+    """The newest ready version of pipeline ``model_id``: registered when it finished training; a pipeline
+    trained before the registry existed is registered on its first prediction."""
+    name = f"{PREFIX}{model_id}"
+    try:
+        return served_version(orchestra.sessions, name)
+    except NotFound:
+        register_pipeline(orchestra, _model_step(orchestra, model_id), role)
+        return served_version(orchestra.sessions, name)
 
 
 # ----- waiting and reports --------------------------------------------------------------------------
@@ -537,24 +551,3 @@ def model_summary(step: Step) -> dict[str, Any]:
         "createdAt": step_document(step)["createdAt"],
         "step": step.name,
     }
-
-
-def _predictions(orchestra: Orchestra, features: Step, predictions: Step) -> dict[str, Any]:
-    ids = _column(orchestra, features, "id")
-    table = _read_table(orchestra, predictions)
-    values = table.column(table.column_names[0]).to_pylist()
-    return {str(i): _plain(v) for i, v in zip(ids, values, strict=True)}
-
-
-def _column(orchestra: Orchestra, step: Step, column: str) -> list[Any]:
-    return list(_read_table(orchestra, step, [column]).column(column).to_pylist())
-
-
-def _read_table(orchestra: Orchestra, step: Step, columns: list[str] | None = None) -> Any:
-    prefix = (step.output or {})["prefix"]
-    with orchestra.store.open(f"{prefix}/{TABLE_FILE}") as handle:
-        return pq.read_table(handle, columns=columns)
-
-
-def _plain(value: Any) -> Any:
-    return json.loads(json.dumps(value, default=str))

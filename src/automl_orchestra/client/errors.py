@@ -20,6 +20,7 @@ __all__ = [
     "OrchestraError",
     "PayloadTooLargeError",
     "PermissionDeniedError",
+    "RateLimitError",
     "ServerError",
     "StepFailedError",
     "ValidationError",
@@ -74,8 +75,12 @@ class PayloadTooLargeError(OrchestraError):
     """The upload or body exceeds the server's limit (HTTP 413)."""
 
 
+class RateLimitError(OrchestraError):
+    """Too many requests are waiting (HTTP 429): try again after a moment (the answer's ``Retry-After``)."""
+
+
 class ServerError(OrchestraError):
-    """The server failed (HTTP 5xx)."""
+    """The server failed, or cannot answer now (HTTP 5xx; 503 when a serving worker is unavailable)."""
 
 
 class ConnectionError(OrchestraError, builtins.ConnectionError):
@@ -135,7 +140,9 @@ _BY_STATUS: dict[int, type[OrchestraError]] = {
     404: NotFoundError,
     409: ConflictError,
     413: PayloadTooLargeError,
+    415: ValidationError,
     422: ValidationError,
+    429: RateLimitError,
 }
 
 

@@ -13,6 +13,7 @@ a bad name or a step whose output is not a model, ``PermissionDeniedError`` for 
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -28,6 +29,15 @@ __all__ = ["ModelRegistry"]
 
 def _segment(value: str | int) -> str:
     return quote(str(value), safe="")
+
+
+def _json_ready(record: Mapping[str, Any]) -> dict[str, Any]:
+    """A row as JSON allows it: a missing value (NaN, as pandas writes one) is null."""
+    return {str(key): None if _missing(value) else value for key, value in record.items()}
+
+
+def _missing(value: Any) -> bool:
+    return isinstance(value, float) and math.isnan(value)
 
 
 class ModelRegistry(ClientOwner):
@@ -165,6 +175,32 @@ class ModelRegistry(ClientOwner):
     def history(self, name: str, alias: str) -> MetadataList:
         """Every move of ``alias``, oldest first: ``{action, fromVersion, toVersion, role, at}``."""
         result: MetadataList = self.client.call("GET", f"{self._alias_path(name, alias)}/history")
+        return result
+
+    # ----- online prediction ---------------------------------------------------------------------------
+
+    def predict(
+        self,
+        name: str,
+        rows: Any,
+        *,
+        version: int | None = None,
+        probabilities: bool | None = None,
+    ) -> Metadata:
+        """Predictions of a served version for ``rows`` (one ``{column: value}`` dict, a list of them, or a
+        pandas DataFrame): ``{model, version, task, rows, predictions, classes, probabilities}``.
+
+        ``name`` is a model (its newest ready version) or ``"name@alias"``; ``version`` picks one version.
+        Bad rows raise ``ValidationError`` naming the columns; an overloaded server ``RateLimitError``.
+        """
+        records = rows.to_dict(orient="records") if hasattr(rows, "to_dict") else rows
+        if isinstance(records, Mapping):
+            body: dict[str, Any] = {"record": _json_ready(records)}
+        else:
+            body = {"records": [_json_ready(record) for record in records]}
+        path = self._version_path(name, version) if version is not None else f"/models/{_segment(name)}"
+        params = {} if probabilities is None else {"probabilities": str(probabilities).lower()}
+        result: Metadata = self.client.call("POST", f"{path}/predict", params=params, json_body=body)
         return result
 
     # ----- helpers -------------------------------------------------------------------------------------

@@ -197,6 +197,7 @@ class Scheduler:
 
     @staticmethod
     def _requeue(run: Run, step: Step, reason: str) -> None:
+        log_state_change(step.name, run.id, run.status, "pending", reason)
         run.status, run.instance_id, run.attempt, run.reason = "pending", None, run.attempt + 1, reason
         run.started_at = None
         step.status, step.updated_at = "pending", utcnow()
@@ -234,8 +235,10 @@ class Scheduler:
             for run in pending:
                 step = session.get(Step, run.step_name)
                 if step is None or step.current_run != run.number:
-                    run.status, run.reason = "cancelled", "superseded by a newer run"
+                    superseded = "superseded by a newer run"
+                    run.status, run.reason = "cancelled", superseded
                     session.commit()
+                    log_state_change(run.step_name, run.id, "pending", "cancelled", superseded)
                     continue
                 inputs = self._input_steps(session, step.name)
                 tolerant = _tolerates_failed_inputs(step)
@@ -256,6 +259,7 @@ class Scheduler:
                 )
                 if cast(CursorResult[Any], claimed).rowcount != 1:
                     continue  # another instance took it
+                log_state_change(step.name, run.id, "pending", "running", None)
                 step.status = "running"
                 step.updated_at = utcnow()
                 job = self._job(step, run, inputs)
@@ -390,8 +394,9 @@ class Scheduler:
                 self._settle_derived_names(name)
             self._wake.set()
 
-    def _finish(self, session: Session, run: Run, result: JobResult) -> None:
+    def _finish(self, session: Session, run: Run, result: JobResult, previous: str | None = None) -> None:
         """Record a run's ending; the step follows only if this run is still its current one."""
+        log_state_change(run.step_name, run.id, previous or run.status, result.status, result.reason)
         now = utcnow()
         run.status = result.status
         run.finished_at = now
@@ -479,7 +484,7 @@ class Scheduler:
             output_hash=source.output_hash,
             wall_s=0.0,
         )
-        self._finish(session, run, result)
+        self._finish(session, run, result, previous="running")  # the claim's UPDATE left the loaded row pending
         run.cached_from = source.id
         return True
 
@@ -535,6 +540,19 @@ class Scheduler:
             flagged = session.scalars(select(Run.id).where(Run.id.in_(mine), Run.cancel_requested.is_(True)))
             for run_id in flagged:
                 self.executor.cancel(run_id)
+
+
+def log_state_change(step: str, run_id: str, before: str, after: str, reason: str | None) -> None:
+    """One log record per state change of a run the scheduler records (a JSON line with these fields, see
+    docs/observability.md)."""
+    log.info(
+        "step %s run %s: %s -> %s",
+        step,
+        run_id,
+        before,
+        after,
+        extra={"step": step, "run": run_id, "from_state": before, "to_state": after, "reason": reason},
+    )
 
 
 def _tolerates_failed_inputs(step: Step) -> bool:

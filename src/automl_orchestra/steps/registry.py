@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import importlib.metadata
+import itertools
 import json
 import os
 import platform
@@ -685,16 +686,33 @@ def _lock_model(session: Session, name: str, create: bool = False) -> Registered
 
 def _retried(work: Callable[[], T]) -> T:
     """``work`` (one transaction), again when a concurrent transaction took the same version number or model
-    row first (IntegrityError) or SQLite's snapshot went stale under it (OperationalError)."""
+    row first (IntegrityError) or SQLite's snapshot went stale under it (OperationalError). Every write of
+    the registry goes through here: a success counts as a change (:func:`generation`)."""
     for _ in range(ATTEMPTS - 1):
         try:
-            return work()
+            return _changed(work())
         except (IntegrityError, OperationalError):
             continue
     try:
-        return work()
+        return _changed(work())
     except (IntegrityError, OperationalError) as exc:
         raise Conflict("the model changed under this request several times; try it again") from exc
+
+
+_generation = itertools.count(1)
+_current_generation = 0
+
+
+def _changed(result: T) -> T:
+    global _current_generation
+    _current_generation = next(_generation)
+    return result
+
+
+def generation() -> int:
+    """How many registry writes this process made: what serving caches of this process compare to know
+    that what they hold may be out of date (``steps/served.py``)."""
+    return _current_generation
 
 
 # ----- the source run --------------------------------------------------------------------------------
