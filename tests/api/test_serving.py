@@ -19,6 +19,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from sklearn.datasets import load_iris
 
+from tests.api.helpers import run
 from tests.api.test_models import FEATURES, SPECIES, iris, make_iris, register, train_tree  # noqa: F401 -- fixture
 from tests.conftest import ServerHandle, launch
 
@@ -352,3 +353,28 @@ def test_predictions_are_counted_per_model_version_on_metrics(server: ServerHand
     assert value("orchestra_predictions_total", model=served, version="1", outcome="invalid") >= 1
     assert value("orchestra_prediction_rows_total", model=served, version="1", outcome="ok") >= 2
     assert value("orchestra_serving_workers", environment="main") >= 1
+
+
+def test_a_lightgbm_record_of_numbers_answers_as_the_same_rows_in_a_batch(
+    server: ServerHandle, http: httpx.Client, served: str
+) -> None:
+    """A single record of numbers takes the worker's quick way (an array for the booster, no table): its
+    answer is the batch's, and what it refuses is refused as on the general way."""
+    model = {"name": "sv_lgbm_model", "modulePath": "lightgbm", "class": "LGBMClassifier",
+             "classParameters": {"n_estimators": 20, "verbose": -1}}  # fmt: skip
+    run(server, http, "/model/scikitlearn", model)
+    fit = {"name": "sv_lgbm", "parentName": "sv_lgbm_model", "method": "fit",
+           "methodParameters": {"X": "$mr_X", "y": "$mr_y.species"}}  # fmt: skip
+    run(server, http, "/train/scikitlearn", fit)
+    register(http, "sv_lgbm", "sv_lgbm")
+    batch = predict(http, "/models/sv_lgbm/predict", {"records": ROWS})["result"]
+    for index, row in enumerate(ROWS):
+        one = predict(http, "/models/sv_lgbm/predict", {"record": row})["result"]
+        assert one["predictions"] == [batch["predictions"][index]] and one["classes"] == SPECIES
+        assert np.allclose(one["probabilities"], [batch["probabilities"][index]])
+    missing_value = predict(http, "/models/sv_lgbm/predict", {"record": {**ROWS[0], "petal_width": None}})
+    assert missing_value["result"]["predictions"][0] in SPECIES  # LightGBM takes a missing value
+    wrong = predict(http, "/models/sv_lgbm/predict", {"record": {**ROWS[0], "petal_width": "wide"}}, expect=422)
+    assert "petal_width" in wrong["error"]["message"]
+    extra = predict(http, "/models/sv_lgbm/predict", {"record": {**ROWS[0], "colour": 1}}, expect=422)
+    assert "unknown column(s) ['colour']" in extra["error"]["message"]

@@ -136,15 +136,18 @@ def build_api(settings: Settings, lifespan: Callable[[FastAPI], Any] | None = No
     errors.install(app, lambda request: auth.role_of(request, settings))
     app.add_middleware(limits.BodyLimits)  # body size, JSON depth, NUL bytes: before any route reads
     observability.install(app)  # /metrics, X-Request-ID, one log line per request (docs/observability.md)
+    # The prediction routes first: a request is matched against the routes in order, and the hundreds of step
+    # routes before them would cost a prediction more than the rest of the API's work together.
+    app.include_router(routes_inference.router())
+    for index, prefix in enumerate(API_PREFIXES):
+        app.include_router(routes_serving.router(), prefix=prefix, include_in_schema=index == 0)
     for index, prefix in enumerate(API_PREFIXES):
         visible = index == 0
         app.include_router(learning_orchestra_routes(), prefix=prefix, include_in_schema=visible)  # before steps'
         app.include_router(routes_observe.router(), prefix=prefix, include_in_schema=visible)
         app.include_router(routes_steps.router(), prefix=prefix, include_in_schema=visible)
         app.include_router(routes_timeseries.router(), prefix=prefix, include_in_schema=visible)
-        app.include_router(routes_serving.router(), prefix=prefix, include_in_schema=visible)
         app.include_router(model_routes(), prefix=prefix, include_in_schema=visible)
-    app.include_router(routes_inference.router())
 
     @app.get("/", include_in_schema=False)
     async def root(_request: Request) -> RedirectResponse:

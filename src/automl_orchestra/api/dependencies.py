@@ -9,7 +9,7 @@ it are imported by ``app``.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -42,7 +42,11 @@ class Orchestra:
     scheduler: Scheduler
 
 
-def get_orchestra(request: Request) -> Orchestra:
+# The dependencies below do no I/O: they are coroutines so that FastAPI calls them in the event loop, not in a
+# worker thread (a thread hop per dependency is a large share of a prediction's time).
+
+
+async def get_orchestra(request: Request) -> Orchestra:
     orchestra: Orchestra = request.app.state.orchestra
     return orchestra
 
@@ -50,9 +54,13 @@ def get_orchestra(request: Request) -> Orchestra:
 OrchestraDep = Annotated[Orchestra, Depends(get_orchestra)]
 
 
-def get_serving(request: Request) -> ServingPools:
+def serving_of(request: Request) -> ServingPools:
     serving: ServingPools = request.app.state.serving
     return serving
+
+
+async def get_serving(request: Request) -> ServingPools:
+    return serving_of(request)
 
 
 ServingDep = Annotated[ServingPools, Depends(get_serving)]
@@ -61,13 +69,13 @@ ServingDep = Annotated[ServingPools, Depends(get_serving)]
 # ----- roles ----------------------------------------------------------------------------------------
 
 
-def require_role(minimum: str) -> Callable[[Request, Orchestra], str]:
+def require_role(minimum: str) -> Callable[[Request, Orchestra], Awaitable[str]]:
     """A dependency that answers 401/403 unless the caller has ``minimum`` or a higher role; its value is
     the caller's role."""
     if minimum not in auth.RANK:
         raise ValueError(f"unknown role {minimum!r}")
 
-    def role(request: Request, orchestra: OrchestraDep) -> str:
+    async def role(request: Request, orchestra: OrchestraDep) -> str:
         return auth.require(request, orchestra.settings, minimum)
 
     role.__name__ = f"require_{minimum}"
@@ -82,7 +90,7 @@ ViewerRole = Annotated[str, Depends(require_viewer)]
 EditorRole = Annotated[str, Depends(require_editor)]
 
 
-def require_code_role(role: EditorRole, orchestra: OrchestraDep) -> str:
+async def require_code_role(role: EditorRole, orchestra: OrchestraDep) -> str:
     """An editor (or higher) whose role may also run code: for routes whose steps are code steps."""
     auth.require_code(role, orchestra.settings)
     return role
@@ -91,7 +99,7 @@ def require_code_role(role: EditorRole, orchestra: OrchestraDep) -> str:
 CodeRole = Annotated[str, Depends(require_code_role)]
 
 
-def creator_role(service: str, tool: str) -> Callable[..., str]:
+def creator_role(service: str, tool: str) -> Callable[..., Awaitable[str]]:
     """The role dependency of a route that creates or changes ``service/tool`` steps."""
     return require_code_role if catalog.runs_code(service, tool) else require_editor
 

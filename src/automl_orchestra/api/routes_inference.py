@@ -19,7 +19,7 @@ from fastapi.responses import JSONResponse, Response
 
 from automl_orchestra import __version__
 from automl_orchestra.api import examples
-from automl_orchestra.api.dependencies import OrchestraDep, get_serving
+from automl_orchestra.api.dependencies import OrchestraDep, serving_of
 from automl_orchestra.api.routes_serving import SERVING_ERRORS, VersionPath, answer, resolve
 from automl_orchestra.api.routing import VIEWER, json_routes
 from automl_orchestra.contracts.serving import V2_FORMAT
@@ -112,7 +112,7 @@ def router() -> APIRouter:
         return {"live": True}
 
     async def ready(request: Request) -> Response:
-        serving_ready = get_serving(request).ready()
+        serving_ready = serving_of(request).ready()
         return JSONResponse({"ready": serving_ready}, status_code=200 if serving_ready else 503)
 
     async def model(orchestra: OrchestraDep, name: str = ModelRefPath) -> dict[str, Any]:

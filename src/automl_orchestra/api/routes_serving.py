@@ -18,7 +18,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response
 
 from automl_orchestra.api import examples
-from automl_orchestra.api.dependencies import Orchestra, get_serving
+from automl_orchestra.api.dependencies import Orchestra, serving_of
 from automl_orchestra.api.errors import ApiError, error_response
 from automl_orchestra.api.metrics import Outcome, observe_prediction
 from automl_orchestra.api.routing import VIEWER
@@ -131,14 +131,22 @@ async def serve(
     call = call.model_copy(update={"request_id": getattr(request.state, "request_id", None)})
     began = time.perf_counter()
     try:
-        done = await get_serving(request).predict(version, call, payload)
+        done = await serving_of(request).predict(version, call, payload)
     except ServingError as refused:
         observe(request, version, began, refused.status, 0)
         retry = {"Retry-After": str(refused.retry_after)} if refused.retry_after else None
         raise ApiError(refused.status, refused.message, headers=retry) from None
     observe(request, version, began, done.status, done.rows)
     total_ms = (time.perf_counter() - began) * 1000
-    timing = f"load;dur={done.load_s * 1000:.3f}, predict;dur={done.predict_s * 1000:.3f}, worker;dur={total_ms:.3f}"
+    timing = ", ".join(
+        f"{name};dur={ms:.3f}"
+        for name, ms in (
+            ("load", done.load_s * 1000),
+            ("predict", done.predict_s * 1000),
+            ("handle", done.handle_s * 1000),
+            ("worker", total_ms),
+        )
+    )
     headers = {"X-Model-Name": version.model, "X-Model-Version": str(version.version), "Server-Timing": timing}
     return done, headers
 

@@ -81,6 +81,7 @@ class WorkerAnswer(BaseModel):
     error: str | None = None
     load_s: float = 0.0
     predict_s: float = 0.0
+    handle_s: float = 0.0  # the whole request in the worker (decode, check, predict, answer)
     rows: int = 0
 
 

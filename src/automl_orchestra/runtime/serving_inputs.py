@@ -8,7 +8,6 @@ the missing, unknown or wrongly typed columns): nothing a request sends reaches 
 from __future__ import annotations
 
 import io
-import json
 import math
 from collections.abc import Sequence
 from typing import Any
@@ -25,6 +24,11 @@ from automl_orchestra.contracts.serving import (
     V2_FORMAT,
     SeriesFile,
 )
+
+try:  # orjson parses a batch of records several times faster; an engine environment may lack it
+    from orjson import loads
+except ImportError:  # pragma: no cover -- the main environment has it
+    from json import loads  # type: ignore[assignment]
 
 # pandas' ``infer_dtype`` kinds each signature type accepts (``empty``: every value is null).
 ACCEPTED_KINDS: dict[str, frozenset[str]] = {
@@ -70,9 +74,40 @@ def decode(
 
 def _json(payload: bytes) -> Any:
     try:
-        return json.loads(payload)
-    except (ValueError, UnicodeDecodeError) as exc:
+        return loads(payload)
+    except (ValueError, UnicodeDecodeError) as exc:  # orjson.JSONDecodeError is a ValueError
         raise Refused(422, f"the body is not valid JSON: {exc}") from None
+
+
+def number_rows(payload: bytes, names: Sequence[str], max_rows: int) -> np.ndarray | None:
+    """A JSON body of records holding exactly ``names``, every value a number or null, as a float array with
+    the columns in ``names`` order; None for any other body (it then takes the general way, which explains
+    what is wrong with it). The common call of a model of number columns, made without building a table."""
+    try:
+        body = loads(payload)
+    except ValueError:
+        return None
+    if not isinstance(body, dict) or len(body) != 1:
+        return None
+    records = [body["record"]] if "record" in body else body.get("records")
+    if not isinstance(records, list) or not 0 < len(records) <= max_rows:
+        return None
+    width = len(names)
+    table: list[list[float]] = []
+    for record in records:
+        if not isinstance(record, dict) or len(record) != width:
+            return None
+        row: list[float] = []
+        for name in names:
+            value = record.get(name, record)  # ``record`` itself marks a missing key
+            if value is None:
+                row.append(math.nan)
+            elif type(value) is int or type(value) is float:  # not bool, not str
+                row.append(value)
+            else:
+                return None
+        table.append(row)
+    return np.array(table, dtype=float)
 
 
 def _too_many(rows: int, max_rows: int) -> None:
@@ -103,13 +138,29 @@ def _records(body: Any, max_rows: int) -> pd.DataFrame:
             raise Refused(
                 422, f"records[{index}] has other columns than records[0]: lacks {lacking[:20]}, adds {extra[:20]}"
             )
-    for column in keys:
+    if len(records) == 1:  # the usual online call: the quick way to a one-row table
+        _only_scalars(records, list(keys))
+        return pd.DataFrame({column: [value] for column, value in first.items()})
+    frame = pd.DataFrame.from_records(records, columns=list(keys))
+    # A list or object in a cell leaves its column of mixed values: only those columns are looked through.
+    mixed = [
+        str(name)
+        for name, dtype in frame.dtypes.items()
+        if pd.api.types.is_object_dtype(dtype) and pd.api.types.infer_dtype(frame[name], skipna=True) in MIXED_KINDS
+    ]
+    _only_scalars(records, mixed)
+    return frame
+
+
+# What ``infer_dtype`` says of a column holding a list or an object among its values.
+MIXED_KINDS = frozenset({"mixed", "mixed-integer", "unknown-array"})
+
+
+def _only_scalars(records: list[dict[str, Any]], columns: list[str]) -> None:
+    for column in columns:
         bad = next((i for i, record in enumerate(records) if not isinstance(record[column], SCALARS)), None)
         if bad is not None:
             raise Refused(422, f"column {column!r}: records[{bad}] holds a list or object; send a single value")
-    if len(records) == 1:  # the usual online call: the quick way to a one-row table
-        return pd.DataFrame({column: [value] for column, value in first.items()})
-    return pd.DataFrame.from_records(records, columns=list(keys))
 
 
 def _arrow(payload: bytes, max_rows: int) -> pd.DataFrame:
@@ -285,13 +336,38 @@ def checked(
         problems.append(f"unknown column(s) {unknown}")
     if missing or unknown:
         problems.extend(hints)
+    position = {name: index for index, name in enumerate(given)}
+    dtypes = frame.dtypes.tolist()
     for item in columns:
         expected = item.get("type")
-        if item["name"] not in given or expected not in ACCEPTED_KINDS:
+        if item["name"] not in position or expected not in ACCEPTED_KINDS:
             continue
-        kind = pd.api.types.infer_dtype(frame[item["name"]], skipna=True)
+        dtype = dtypes[position[item["name"]]]
+        if expected in ("integer", "number") and getattr(dtype, "kind", "") in ("i", "u", "f"):
+            continue  # a number column: nothing to look at
+        kind = _kind(frame, position[item["name"]], dtype)
         if kind not in ACCEPTED_KINDS[expected]:
             problems.append(f"column {item['name']!r} must hold {expected} values, not {_KIND_NAMES.get(kind, kind)}")
     if problems:
         raise Refused(422, "the rows do not match the model's signature: " + "; ".join(problems))
-    return frame[names]
+    return frame if given == names else frame[names]
+
+
+_DTYPE_KINDS = {"b": "boolean", "i": "integer", "u": "integer", "f": "floating"}
+
+
+def _kind(frame: pd.DataFrame, index: int, dtype: Any) -> str:
+    """What the values of column ``index`` are, as pandas' ``infer_dtype`` names it -- from the column's dtype
+    when it says (numbers, booleans), from the value itself for one row (the usual online call: cheaper than
+    making the column a Series), else inferred."""
+    numeric = _DTYPE_KINDS.get(getattr(dtype, "kind", ""))
+    if numeric == "floating" and frame.iloc[:, index].isna().all():
+        return "empty"  # nulls only: JSON nulls become a float column
+    if numeric is not None:
+        return numeric
+    if len(frame) == 1:
+        value = frame.iat[0, index]
+        if value is None or (isinstance(value, float) and math.isnan(value)):
+            return "empty"
+        return str(pd.api.types.infer_dtype([value], skipna=True))
+    return str(pd.api.types.infer_dtype(frame.iloc[:, index], skipna=True))

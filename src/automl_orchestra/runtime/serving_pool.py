@@ -68,6 +68,7 @@ class Answer:
     load_s: float
     predict_s: float
     rows: int
+    handle_s: float = 0.0
 
 
 class ServingWorker:
@@ -150,7 +151,7 @@ class ServingWorker:
             body = await self.process.stdout.readexactly(payload_size) if payload_size else b""
         except asyncio.IncompleteReadError:
             raise WorkerGone(await self._death("it ended")) from None
-        return Answer(header.status, body, header.error, header.load_s, header.predict_s, header.rows)
+        return Answer(header.status, body, header.error, header.load_s, header.predict_s, header.rows, header.handle_s)
 
     async def _death(self, what: str) -> str:
         with contextlib.suppress(TimeoutError):

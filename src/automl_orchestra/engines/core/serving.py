@@ -85,14 +85,48 @@ class ServedModel:
         return None if names is None else [str(name) for name in names]
 
     def predict(self, rows: pd.DataFrame, probabilities: bool) -> Answer:
-        predictions = np.asarray(self.model.predict(rows))
         if not probabilities:
-            return Answer(predictions)
+            return Answer(np.asarray(self.model.predict(rows)))
         scores = np.asarray(self.model.predict_proba(rows), dtype=float)
-        return Answer(predictions, scores, np.asarray(self.model.classes_).tolist())
+        classes = np.asarray(self.model.classes_)
+        if predicts_by_argmax(self.model) and scores.ndim == 2 and scores.shape[1] == len(classes):
+            # The class these estimators predict is, by their own code, the most probable one: one call, not two.
+            return Answer(classes[np.argmax(scores, axis=1)], scores, classes.tolist())
+        return Answer(np.asarray(self.model.predict(rows)), scores, classes.tolist())
+
+    def takes_arrays(self, columns: list[str]) -> bool:
+        """Whether :meth:`predict_array` answers rows of these number columns given as a float array in this
+        order (the quick way of JSON records of numbers: no table is made). No, by default."""
+        return False
+
+    def predict_array(self, rows: np.ndarray, probabilities: bool) -> Answer:
+        raise NotImplementedError
 
     def close(self) -> None:
         """Release what the model holds outside this process (a JVM...); the version is no longer served."""
+
+
+# Classifiers whose ``predict`` is, in their library's code, the class of the largest ``predict_proba`` (or of
+# a decision function that probabilities rise with): scikit-learn's trees, forests, boosting and logistic
+# regression, LightGBM and XGBoost. Not SVC (Platt-scaled probabilities may disagree with its decision).
+ARGMAX_CLASSIFIERS = frozenset(
+    {
+        "sklearn.tree._classes.DecisionTreeClassifier",
+        "sklearn.tree._classes.ExtraTreeClassifier",
+        "sklearn.ensemble._forest.RandomForestClassifier",
+        "sklearn.ensemble._forest.ExtraTreesClassifier",
+        "sklearn.ensemble._gb.GradientBoostingClassifier",
+        "sklearn.ensemble._hist_gradient_boosting.gradient_boosting.HistGradientBoostingClassifier",
+        "sklearn.linear_model._logistic.LogisticRegression",
+        "lightgbm.sklearn.LGBMClassifier",
+        "xgboost.sklearn.XGBClassifier",
+    }
+)
+
+
+def predicts_by_argmax(model: Any) -> bool:
+    kind = type(model)
+    return f"{kind.__module__}.{kind.__qualname__}" in ARGMAX_CLASSIFIERS
 
 
 def estimator_task(model: Any) -> str | None:

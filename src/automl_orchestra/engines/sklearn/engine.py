@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from automl_orchestra.contracts import catalog
 from automl_orchestra.contracts.errors import StepError
+from automl_orchestra.contracts.outputs import OutputRef
 from automl_orchestra.contracts.parameters import ExploreToolBody
 from automl_orchestra.engines.core.base import StepContext, StepResult
 from automl_orchestra.engines.core.calls import (
@@ -21,12 +23,20 @@ from automl_orchestra.engines.core.calls import (
     shape_output,
 )
 
+if TYPE_CHECKING:
+    from automl_orchestra.engines.core.serving import ServedModel
+
 PLOT_FILE = "plot.png"
 
 
 class ScikitLearnEngine(MethodEngine):
     name = "scikitlearn"
     allowed_modules = catalog.TOOLS["scikitlearn"].allowed_modules
+
+    def load_served(self, ref: OutputRef, local_dir: Path) -> ServedModel:
+        from automl_orchestra.engines.sklearn.serving import served
+
+        return served(self.load(ref, local_dir))
 
     def transform(self, ctx: StepContext) -> StepResult:
         call = call_on_parent(ctx, "fit_transform")
