@@ -1,5 +1,5 @@
-"""``python -m benchmarks [all|flaml|overhead|ingest|ray|nas] [--quick]``: run benchmarks, print their ratios and write
-``benchmarks/results/<name>.json`` (``<name>-quick.json`` with ``--quick``)."""
+"""``python -m benchmarks [all|flaml|overhead|ingest|ray|nas|serving|...] [--quick]``: run benchmarks, print
+their ratios and write ``benchmarks/results/<name>.json`` (``<name>-quick.json`` with ``--quick``)."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ BENCHMARKS = {
     "nas": "benchmarks.bench_nas",
     "autokeras": "benchmarks.bench_autokeras",
     "pycaret": "benchmarks.bench_pycaret",
+    "serving": "benchmarks.bench_serving",
 }
 
 

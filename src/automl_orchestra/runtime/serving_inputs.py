@@ -79,6 +79,9 @@ def _json(payload: bytes) -> Any:
         raise Refused(422, f"the body is not valid JSON: {exc}") from None
 
 
+_NUMBER_TYPES = frozenset({int, float, type(None)})
+
+
 def number_rows(payload: bytes, names: Sequence[str], max_rows: int) -> np.ndarray | None:
     """A JSON body of records holding exactly ``names``, every value a number or null, as a float array with
     the columns in ``names`` order; None for any other body (it then takes the general way, which explains
@@ -93,21 +96,18 @@ def number_rows(payload: bytes, names: Sequence[str], max_rows: int) -> np.ndarr
     if not isinstance(records, list) or not 0 < len(records) <= max_rows:
         return None
     width = len(names)
-    table: list[list[float]] = []
-    for record in records:
-        if not isinstance(record, dict) or len(record) != width:
+    if not all(type(record) is dict and len(record) == width for record in records):
+        return None
+    columns = []
+    for name in names:
+        try:
+            column = [record[name] for record in records]
+        except KeyError:
             return None
-        row: list[float] = []
-        for name in names:
-            value = record.get(name, record)  # ``record`` itself marks a missing key
-            if value is None:
-                row.append(math.nan)
-            elif type(value) is int or type(value) is float:  # not bool, not str
-                row.append(value)
-            else:
-                return None
-        table.append(row)
-    return np.array(table, dtype=float)
+        if not set(map(type, column)) <= _NUMBER_TYPES:  # no bool, no text
+            return None
+        columns.append(column)
+    return np.array(columns, dtype=float).T  # null becomes NaN
 
 
 def _too_many(rows: int, max_rows: int) -> None:
