@@ -1,6 +1,6 @@
 """Wrap a registered version's frozen ``model.joblib`` as an MLflow model, for ``mlflow models serve``.
 
-    .venv-bench-mlflow/bin/python benchmarks/_mlflow_model.py --model model.joblib --rows sample.parquet --out DIR
+    .bench-venv-mlflow/bin/python benchmarks/_mlflow_model.py --model model.joblib --rows sample.parquet --out DIR
 
 Run by the MLflow environment's interpreter (``benchmarks/requirements-mlflow.txt``: MLflow and the model's
 libraries at the main environment's versions). ``mlflow.pyfunc.save_model`` writes an MLflow model to ``DIR``

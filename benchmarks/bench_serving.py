@@ -13,7 +13,7 @@ One run, on the otherwise idle machine:
    trains the LightGBM model a user of the AutoML tool gets (``adult_flaml``; text columns as they are).
 2. **Side by side with MLflow.** The same ``model.joblib`` wrapped by ``benchmarks/_mlflow_model.py`` as an
    MLflow pyfunc model (a local folder; ``predict`` and ``predict_proba``, as the serving worker calls them),
-   served by ``mlflow models serve --env-manager local`` from ``.venv-bench-mlflow`` (MLflow's default: 1
+   served by ``mlflow models serve --env-manager local`` from ``.bench-venv-mlflow`` (MLflow's default: 1
    worker), while our server runs too. Ours: ``POST /api/v1/models/adult/predict`` with ``{"records": [row]}``
    (predictions and class probabilities, the default); MLflow's: ``POST /invocations`` with
    ``{"dataframe_records": [row]}``. After a warm-up of each (every worker loads the model), 1,000 sequential
@@ -130,7 +130,7 @@ ARROW_STREAM = "application/vnd.apache.arrow.stream"
 SERVER_TIMING = re.compile(r"([A-Za-z_-]+);dur=([0-9.]+)")
 START_TIMEOUT_S = 180.0
 
-MLFLOW_VENV = REPO_ROOT / ".venv-bench-mlflow"
+MLFLOW_VENV = REPO_ROOT / ".bench-venv-mlflow"
 MLFLOW_REQUIREMENTS = Path(__file__).with_name("requirements-mlflow.txt")
 MLFLOW_MODEL_SCRIPT = Path(__file__).with_name("_mlflow_model.py")
 PLAIN_SCRIPT = Path(__file__).with_name("_plain_predict.py")
@@ -157,7 +157,7 @@ QUICK = Settings(10.0, 300, 3.0, 2, 1.5, False)
 
 
 def mlflow_environment() -> Path:
-    """``.venv-bench-mlflow``: created on first use, re-installed when the requirements or the main
+    """``.bench-venv-mlflow``: created on first use, re-installed when the requirements or the main
     environment's versions of the model's libraries change (a stamp holds their hash)."""
     python = MLFLOW_VENV / "bin" / "python"
     constraints = "".join(f"{name}=={metadata.version(name)}\n" for name in PINNED)
