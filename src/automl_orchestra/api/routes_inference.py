@@ -20,7 +20,7 @@ from fastapi.responses import JSONResponse, Response
 from automl_orchestra import __version__
 from automl_orchestra.api import examples
 from automl_orchestra.api.dependencies import OrchestraDep, serving_of
-from automl_orchestra.api.routes_serving import SERVING_ERRORS, VersionPath, answer, resolve
+from automl_orchestra.api.routes_serving import VersionPath, add_prediction_routes, answer, resolve
 from automl_orchestra.api.routing import VIEWER, json_routes
 from automl_orchestra.contracts.serving import V2_FORMAT
 from automl_orchestra.steps.registry import ALIAS_PATTERN, LATEST, MODEL_NAME_PATTERN, RegistryService
@@ -180,19 +180,9 @@ def router() -> APIRouter:
     async def infer_version(request: Request, name: str = ModelRefPath, version: int = VersionPath) -> Response:
         return await answer(request, await resolve(request, name.partition("@")[0], number=version), None, V2_FORMAT)
 
-    for path, endpoint, summary in (
+    routes = (
         ("/models/{name}/infer", infer, "Inference (newest ready version, or name@alias)"),
         ("/models/{name}/versions/{version}/infer", infer_version, "Inference with one version"),
-    ):
-        api.add_api_route(
-            path,
-            endpoint,
-            methods=["POST"],
-            tags=[TAG],
-            summary=summary,
-            responses=examples.ok(examples.V2_ANSWER, errors=SERVING_ERRORS),
-            dependencies=VIEWER,
-            openapi_extra=INFER_BODY,
-            response_class=JSONResponse,
-        )
+    )
+    add_prediction_routes(api, TAG, routes, examples.V2_ANSWER, INFER_BODY)
     return api

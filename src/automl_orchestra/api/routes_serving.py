@@ -11,6 +11,7 @@ call in the worker) and ``X-Model-Version`` which version answered.
 from __future__ import annotations
 
 import time
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 from fastapi import APIRouter, Path, Query, Request
@@ -175,19 +176,32 @@ def router() -> APIRouter:
     ) -> Response:
         return await answer(request, await resolve(request, name, number=version), probabilities)
 
-    for path, endpoint, summary in (
+    routes = (
         ("/models/{ref}/predict", predict, "Predict with the newest ready version, or name@alias"),
         ("/models/{name}/versions/{version}/predict", predict_version, "Predict with one version"),
-    ):
+    )
+    add_prediction_routes(api, TAG, routes, examples.PREDICTION, PREDICT_BODY)
+    return api
+
+
+def add_prediction_routes(
+    api: APIRouter,
+    tag: str,
+    routes: Iterable[tuple[str, Callable[..., Awaitable[Response]], str]],
+    example: Any,
+    body: dict[str, Any],
+) -> None:
+    """``POST`` routes answered by a serving worker: a viewer's (a prediction changes nothing), their body
+    documented by hand (the route reads it raw) and the statuses a serving pool adds."""
+    for path, endpoint, summary in routes:
         api.add_api_route(
             path,
             endpoint,
             methods=["POST"],
-            tags=[TAG],
+            tags=[tag],
             summary=summary,
-            responses=examples.ok(examples.PREDICTION, errors=SERVING_ERRORS),
+            responses=examples.ok(example, errors=SERVING_ERRORS),
             dependencies=VIEWER,
-            openapi_extra=PREDICT_BODY,
+            openapi_extra=body,
             response_class=JSONResponse,
         )
-    return api

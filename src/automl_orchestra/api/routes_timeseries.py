@@ -175,7 +175,7 @@ def router() -> APIRouter:
     @api.post(
         "/{model_id}/predict",
         summary="Predict raw series with a trained pipeline's registered version: {series_id: label}",
-        responses=examples.ok(PREDICTED, errors=(413, 422, 429, 503)),
+        responses=examples.ok(PREDICTED, errors=(409, 413, 422, 429, 503)),  # 409: the pipeline is not finished
         openapi_extra=_multipart("raw_data"),
     )
     async def predict(
