@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar, cast
 
 from sqlalchemy import CursorResult, delete, func, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from automl_orchestra.contracts import catalog, code_policy, references
@@ -48,17 +48,34 @@ ATTEMPTS = 3
 
 def _retried(work: Callable[[], T]) -> T:
     """``work`` (one transaction), again from the start when a concurrent transaction broke a constraint
-    under it -- a DELETE removing the parent a PATCH links to, or a PATCH linking to a step being deleted:
-    the next attempt reads the new state and answers what it means (404, 422, 409) instead of a 500."""
+    under it -- a DELETE removing the parent a PATCH links to, or a PATCH linking to a step being deleted --
+    or when the database chose it as the victim of a deadlock with such a transaction (PostgreSQL aborts
+    one of two that wait on each other's rows): the next attempt reads the new state and answers what it
+    means (404, 422, 409) instead of a 500."""
     for _ in range(ATTEMPTS - 1):
         try:
             return work()
-        except IntegrityError:
-            continue
+        except (IntegrityError, OperationalError) as exc:
+            if not _concurrent(exc):
+                raise
     try:
         return work()
-    except IntegrityError as exc:
+    except (IntegrityError, OperationalError) as exc:
+        if not _concurrent(exc):
+            raise
         raise Conflict("the steps changed under this request several times; try it again") from exc
+
+
+# SQLSTATEs of a transaction aborted for another one: deadlock detected, serialization failure.
+TRANSIENT_SQLSTATES = frozenset({"40P01", "40001"})
+
+
+def _concurrent(exc: Exception) -> bool:
+    """Whether ``exc`` is what a concurrent transaction causes (worth a new attempt), not a broken database."""
+    if isinstance(exc, IntegrityError):
+        return True
+    original = getattr(exc, "orig", None)
+    return getattr(original, "sqlstate", None) in TRANSIENT_SQLSTATES or "database is locked" in str(original)
 
 
 def derived_name(owner: str, output: str) -> str:
