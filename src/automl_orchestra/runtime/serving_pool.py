@@ -119,6 +119,9 @@ class ServingWorker:
     def has(self, key: str) -> bool:
         return key in self._held
 
+    def held(self) -> set[str]:
+        return set(self._held)
+
     def holds(self, key: str, keep: int) -> None:
         self._held[key] = None
         self._held.move_to_end(key)
@@ -206,7 +209,6 @@ class ServingPool:
     restarts: int = 0
     waiting: int = 0
     in_flight: int = 0
-    loaded: set[str] = field(default_factory=set)
     _idle: asyncio.Queue[ServingWorker] | None = None
     _starting: asyncio.Lock = field(default_factory=asyncio.Lock)
     _replacing: set[asyncio.Task[None]] = field(default_factory=set)
@@ -231,7 +233,6 @@ class ServingPool:
             self.in_flight -= 1
         self._give_back(worker)
         if answer.status == 200 and call.version is not None:
-            self.loaded.add(call.version.key)
             worker.holds(call.version.key, self.keep)
         return answer
 
@@ -314,7 +315,7 @@ class ServingPool:
             "queued": self.waiting,
             "inFlight": self.in_flight,
             "restarts": self.restarts,
-            "loadedVersions": len(self.loaded),
+            "loadedVersions": len(set().union(*(worker.held() for worker in self.workers))),
         }
 
     async def close(self) -> None:
